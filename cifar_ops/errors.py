@@ -1,0 +1,45 @@
+"""One error type per boundary; only the CLI turns them into an exit code and a one-line message."""
+
+from __future__ import annotations
+
+
+class CifarOpsError(Exception):
+    """Base of every error a user can fix; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(CifarOpsError):
+    """A run or search config is invalid: names the file, the dotted key and what is allowed."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None):
+        self.path = path
+        self.key = key
+        where = ": ".join(part for part in (path, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class DataError(CifarOpsError):
+    """A dataset cannot be read: missing directory, corrupt image, unreachable archive."""
+
+    exit_code = 3
+
+
+class WarehouseError(CifarOpsError):
+    """The warehouse cannot be reached, is behind the migration head, or refused a write."""
+
+    exit_code = 4
+
+
+class SubmitError(CifarOpsError):
+    """Helm, kubeconfig or the Kubernetes API refused or is missing."""
+
+    exit_code = 5
+
+
+class ModelError(CifarOpsError):
+    """A saved model or weights file cannot be loaded or does not fit the input."""
+
+    exit_code = 6

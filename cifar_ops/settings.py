@@ -1,0 +1,24 @@
+"""Process-wide settings read from the environment, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite:///cifar-ops.db"
+
+
+def database_url() -> str:
+    """The warehouse URL: `CIFAR_OPS_DATABASE_URL`, else the embedded SQLite file in the cwd."""
+    return os.environ.get("CIFAR_OPS_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def artifacts_dir() -> Path:
+    """Where run artifacts (checkpoints, `.keras` models) go: `CIFAR_OPS_ARTIFACTS`, else ./runs."""
+    return Path(os.environ.get("CIFAR_OPS_ARTIFACTS") or "runs")
+
+
+def data_cache_dir() -> Path:
+    """Where downloaded datasets are cached: `CIFAR_OPS_DATA_CACHE`, else ~/.cache/cifar-ops."""
+    default = Path.home() / ".cache" / "cifar-ops"
+    return Path(os.environ.get("CIFAR_OPS_DATA_CACHE") or default)
