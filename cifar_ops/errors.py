@@ -43,3 +43,9 @@ class ModelError(CifarOpsError):
     """A saved model or weights file cannot be loaded or does not fit the input."""
 
     exit_code = 6
+
+
+class MonitoringError(CifarOpsError):
+    """The metrics port is taken, or the Pushgateway refused or is unreachable."""
+
+    exit_code = 7
