@@ -22,3 +22,8 @@ def data_cache_dir() -> Path:
     """Where downloaded datasets are cached: `CIFAR_OPS_DATA_CACHE`, else ~/.cache/cifar-ops."""
     default = Path.home() / ".cache" / "cifar-ops"
     return Path(os.environ.get("CIFAR_OPS_DATA_CACHE") or default)
+
+
+def metrics_address() -> str:
+    """Where a run's /metrics listens: `CIFAR_OPS_METRICS_ADDRESS`, else every interface (pods)."""
+    return os.environ.get("CIFAR_OPS_METRICS_ADDRESS") or "0.0.0.0"
