@@ -1,0 +1,123 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "cifar-ops.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Create a default fully qualified app name.
+We truncate at 63 chars because some Kubernetes name fields are limited to this (by the DNS naming spec).
+If release name contains chart name it will be used as a full name.
+*/}}
+{{- define "cifar-ops.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Create chart name and version as used by the chart label.
+*/}}
+{{- define "cifar-ops.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels
+*/}}
+{{- define "cifar-ops.labels" -}}
+helm.sh/chart: {{ include "cifar-ops.chart" . }}
+{{ include "cifar-ops.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Selector labels
+*/}}
+{{- define "cifar-ops.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "cifar-ops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels of a training Job, its pods and its ConfigMap: the common ones, the component, the
+experiment and (for a single run) the run id. `cifar-ops status/logs/cancel` select by these.
+*/}}
+{{- define "cifar-ops.runLabels" -}}
+{{ include "cifar-ops.labels" . }}
+app.kubernetes.io/component: training
+cifar-ops/experiment: {{ .Values.run.experiment | quote }}
+{{- if and (not .Values.run.search) (eq (len .Values.run.trials) 1) }}
+cifar-ops/run-id: {{ (index .Values.run.trials 0).runId | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of this submission's Job and ConfigMap: a new submission makes a new Job (a Job's pod
+template cannot change), so `helm upgrade` replaces the old Job instead of patching it.
+*/}}
+{{- define "cifar-ops.jobName" -}}
+{{- printf "%s-%s" (include "cifar-ops.fullname" . | trunc 43 | trimSuffix "-") (.Values.run.submission | trunc 8) }}
+{{- end }}
+
+{{/*
+Create the name of the service account to use
+*/}}
+{{- define "cifar-ops.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "cifar-ops.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The image reference: a digest pins it, else the tag (default: the chart's appVersion).
+*/}}
+{{- define "cifar-ops.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The warehouse URL from the existing Secret: never a value in values or manifests.
+*/}}
+{{- define "cifar-ops.databaseEnv" -}}
+- name: CIFAR_OPS_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.existingSecret }}
+      key: {{ .Values.database.secretKey }}
+{{- end }}
+
+{{/*
+Name of the checkpoint claim: an existing one, or the release's own.
+*/}}
+{{- define "cifar-ops.checkpointClaim" -}}
+{{- default (printf "%s-checkpoints" (include "cifar-ops.fullname" .)) .Values.storage.checkpoints.existingClaim }}
+{{- end }}
+
+{{- define "cifar-ops.datasetClaim" -}}
+{{- default (printf "%s-dataset-cache" (include "cifar-ops.fullname" .)) .Values.storage.datasetCache.existingClaim }}
+{{- end }}
+
+{{/*
+Whether this release trains something (submit filled `run`).
+*/}}
+{{- define "cifar-ops.hasRun" -}}
+{{- if and .Values.run .Values.run.trials }}true{{- end }}
+{{- end }}
