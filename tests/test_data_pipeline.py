@@ -1,0 +1,150 @@
+"""Splits (stratified, seeded, capped), the fingerprint, the tf.data pipeline and augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_ops.config import AugmentationConfig, DataConfig
+from cifar_ops.data import Split, load_dataset, make_pipeline
+from cifar_ops.errors import ConfigError
+from tests.test_data_fixtures import make_folder, write_image
+
+SYNTHETIC = DataConfig(source="synthetic", synthetic_images=600, num_classes=6, image_size=16)
+
+
+def _ids(split: Split) -> set[bytes]:
+    return {image.tobytes() for image in split.images}
+
+
+def test_validation_is_a_seeded_stratified_carve_and_test_is_fixed() -> None:
+    config = SYNTHETIC.model_copy(update={"validation_split": 0.25})
+    a, a_again = load_dataset(config, seed=1), load_dataset(config, seed=1)
+    b = load_dataset(config.model_copy(update={"synthetic_images": 600}), seed=1)
+    assert a.fingerprint == a_again.fingerprint == b.fingerprint
+    assert np.bincount(a.validation.labels).tolist() == [20] * 6  # 25% of 80 per class
+    assert np.bincount(a.train.labels).tolist() == [60] * 6
+    assert np.bincount(a.test.labels).tolist() == [20] * 6
+    assert not _ids(a.train) & _ids(a.validation) and not _ids(a.train) & _ids(a.test)
+
+
+def test_another_seed_changes_validation_but_not_the_held_out_test(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs", {"cat": 10, "dog": 10, "frog": 10}, split=None)
+    config = DataConfig(source="folder", dir=str(root))
+    one, two = load_dataset(config, seed=1), load_dataset(config, seed=2)
+    assert one.test.refs == two.test.refs
+    assert one.validation.refs != two.validation.refs
+    assert one.fingerprint != two.fingerprint
+
+
+def test_limit_caps_every_split_keeping_class_balance() -> None:
+    data = load_dataset(SYNTHETIC.model_copy(update={"limit": 30}), seed=0)
+    for split in (data.train, data.validation, data.test):
+        assert len(split) == 30
+        assert np.bincount(split.labels, minlength=6).tolist() == [5] * 6
+    small = load_dataset(SYNTHETIC.model_copy(update={"limit": 4}), seed=0)
+    assert len(small.train) == 4  # fewer than the classes: a plain seeded draw
+
+
+def test_fingerprint_follows_the_pixels(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "imgs", {"cat": 6, "dog": 6})
+    config = DataConfig(source="folder", dir=str(root))
+    before = load_dataset(config, seed=0).fingerprint
+    assert load_dataset(config, seed=0).fingerprint == before
+    write_image(root / "train" / "dog" / "001.png", (31, 201, 30), size=(15, 8))  # one shade off
+    assert load_dataset(config, seed=0).fingerprint != before
+
+
+def test_evaluation_pipeline_keeps_order_and_pixels() -> None:
+    data = load_dataset(SYNTHETIC, seed=0)
+    pipeline = make_pipeline(data.test, batch_size=32, training=False, seed=0)
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in pipeline], strict=True)
+    assert images[0].dtype == np.float32 and images[0].shape == (32, 16, 16, 3)
+    assert np.array_equal(np.concatenate(images), data.test.images.astype(np.float32))
+    assert np.array_equal(np.concatenate(labels), data.test.labels)
+
+
+def test_training_pipeline_shuffles_with_the_seed_and_augments_only_when_asked() -> None:
+    data = load_dataset(SYNTHETIC, seed=0)
+    plain = [make_pipeline(data.train, batch_size=64, training=True, seed=s) for s in (5, 5, 6)]
+    firsts = [next(iter(p))[1].numpy() for p in plain]
+    assert np.array_equal(firsts[0], firsts[1]) and not np.array_equal(firsts[0], firsts[2])
+    seen = np.concatenate([x.numpy() for x, _ in plain[0]])
+    assert sorted(_ids(Split(seen.astype(np.uint8), data.train.labels))) == sorted(
+        _ids(data.train)
+    )  # no augmentation: the same images, reordered
+
+    augmentation = AugmentationConfig(
+        flip=True,
+        rotation=15,
+        width_shift=0.1,
+        height_shift=0.1,
+        zoom=0.1,
+        crop_padding=2,
+        cutout=4,
+    )
+    augmented = make_pipeline(
+        data.train, batch_size=64, training=True, augmentation=augmentation, seed=5
+    )
+    images, labels = next(iter(augmented))
+    assert images.shape == (64, 16, 16, 3) and images.dtype.name == "float32"
+    assert np.array_equal(labels.numpy(), firsts[0])  # augmentation leaves the order alone
+    pixels = images.numpy()
+    assert pixels.min() >= 0.0 and pixels.max() <= 255.0
+    originals = {image.tobytes() for image in data.train.images.astype(np.float32)}
+    assert sum(image.tobytes() in originals for image in pixels) == 0
+    evaluation = make_pipeline(data.train, batch_size=64, training=False, augmentation=augmentation)
+    first = next(iter(evaluation))[0].numpy()
+    assert np.array_equal(first, data.train.images[:64].astype(np.float32))
+
+
+def test_pad_crop_shifts_each_image_within_the_padding_and_cutout_zeroes_a_square() -> None:
+    image = np.arange(8 * 8, dtype=np.uint8).reshape(8, 8, 1).repeat(3, axis=2) * 3 + 10
+    split = Split(np.repeat(image[None], 64, axis=0), np.zeros(64, dtype=np.int64))
+    crop = AugmentationConfig(crop_padding=2)
+    crops = next(iter(make_pipeline(split, batch_size=64, training=True, augmentation=crop)))[0]
+    padded = np.pad(image, ((2, 2), (2, 2), (0, 0)), mode="reflect").astype(np.float32)
+    windows = {padded[r : r + 8, c : c + 8].tobytes() for r in range(5) for c in range(5)}
+    assert all(c.tobytes() in windows for c in crops.numpy())
+    assert len({c.tobytes() for c in crops.numpy()}) > 5  # offsets drawn per image
+
+    cut = AugmentationConfig(cutout=3)
+    cuts = next(iter(make_pipeline(split, batch_size=64, training=True, augmentation=cut)))[0]
+    zeros = (cuts.numpy() == 0).all(axis=-1).sum(axis=(1, 2))
+    assert zeros.max() == 9 and zeros.min() >= 1  # a 3x3 square, clipped at the border
+
+
+def test_padding_as_large_as_the_image_is_a_config_error() -> None:
+    split = Split(np.zeros((4, 8, 8, 3), dtype=np.uint8), np.zeros(4, dtype=np.int64))
+    with pytest.raises(ConfigError, match=r"augmentation.crop_padding: got 8: .*below the image"):
+        make_pipeline(
+            split, batch_size=2, training=True, augmentation=AugmentationConfig(crop_padding=8)
+        )
+
+
+def test_synthetic_data_is_learnable_by_a_tiny_cnn() -> None:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    data = load_dataset(DataConfig(source="synthetic", synthetic_images=1500), seed=0)
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    model.fit(
+        make_pipeline(data.train, batch_size=32, training=True), epochs=3, shuffle=False, verbose=0
+    )
+    test = make_pipeline(data.test, batch_size=256, training=False)
+    _, accuracy = model.evaluate(test, verbose=0)
+    assert accuracy > 0.7  # chance is 0.1
