@@ -1,0 +1,43 @@
+"""HTML reports built only from the warehouse reporting views (issue #7).
+
+`build_report` reads runs (by id or experiment) through `loader`, renders them with `render`
+(plots from `plots`, one jinja2 template) and writes one self-contained HTML file atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from cifar_ops.report.model import Kpis, ReportData, RunReport, SearchReport
+
+__all__ = ["Kpis", "ReportData", "RunReport", "SearchReport", "build_report"]
+
+
+def build_report(
+    output: Path,
+    *,
+    run_ids: Sequence[str] = (),
+    experiment: str | None = None,
+    url: str | None = None,
+    details: int | None = None,
+    heatmap_axes: tuple[str, str] | None = None,
+) -> ReportData:
+    """Write the report of `run_ids` or `experiment` from the warehouse at `url` to `output`.
+
+    Nothing is written when a run is unknown or the experiment is empty (the error says which).
+    """
+    from cifar_ops.report.loader import load_report_data
+    from cifar_ops.report.render import write_report
+    from cifar_ops.warehouse import open_store
+
+    store = open_store(url)
+    data = load_report_data(
+        store.engine,
+        run_ids=run_ids,
+        experiment=experiment,
+        details=details,
+        heatmap_axes=heatmap_axes,
+    )
+    write_report(data, Path(output))
+    return data
