@@ -1,0 +1,66 @@
+"""Engines for the two warehouses: PostgreSQL as it comes, SQLite tuned for several writers.
+
+SQLite gets foreign keys on (they are off per connection by default), WAL so readers never block
+the writer, a busy timeout so concurrent writers wait instead of failing, and `BEGIN IMMEDIATE`
+so a transaction takes the write lock up front (a deferred one that reads first can fail to
+upgrade its lock when another process committed in between, with no waiting at all).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from cifar_ops.errors import WarehouseError
+
+SQLITE_BUSY_TIMEOUT_S = 60.0
+
+
+def masked(url: str) -> str:
+    """The URL with its password replaced by ***, for error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def dialect_of(url: str) -> str:
+    """`postgresql` or `sqlite`; anything else is refused with the allowed forms."""
+    try:
+        name = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise WarehouseError(
+            f"CIFAR_OPS_DATABASE_URL {masked(url)!r} is not a database URL: use "
+            "sqlite:///path.db or postgresql+psycopg2://user:password@host:5432/db"
+        ) from exc
+    if name not in ("postgresql", "sqlite"):
+        raise WarehouseError(
+            f"warehouse URL {masked(url)!r} uses {name!r}: only postgresql and sqlite are supported"
+        )
+    return name
+
+
+def create_warehouse_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url` with the per-dialect settings above."""
+    if dialect_of(url) == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # let the "begin" event issue BEGIN itself
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

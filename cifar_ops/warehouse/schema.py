@@ -1,0 +1,264 @@
+"""The warehouse tables (seed 000's five, kept and extended), named explicitly for Alembic.
+
+Every table has a natural key, so a retried pod or a re-sent batch upserts the same rows instead
+of adding new ones. Ranges are checked in the database, every run foreign key cascades on delete
+and is indexed (as the leading column of a key or by its own index) from the first migration.
+The migrations in migrations/versions must match this module: `alembic check` (and a test) says so.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "preempted")
+EXECUTORS = ("local", "kubernetes")
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+RUN_ID = String(32)  # uuid4 hex
+SPLIT = String(16)
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def _fraction(column: str) -> CheckConstraint:
+    """`column` is NULL or in [0, 1] (accuracies, probabilities, precision/recall/F1)."""
+    return CheckConstraint(f"{column} BETWEEN 0 AND 1", name=f"{column}_fraction")
+
+
+def _non_negative(column: str) -> CheckConstraint:
+    return CheckConstraint(f"{column} >= 0", name=f"{column}_non_negative")
+
+
+def _run_fk() -> ForeignKey:
+    return ForeignKey("model_info.run_id", ondelete="CASCADE")
+
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("description", Text),
+    Column("search_method", String(16)),  # grid | random; NULL for a single run's experiment
+    Column("search_parameters", Json),  # dotted key -> values or range, as configured
+    Column("trial_count", Integer),
+    Column(
+        "created_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("CURRENT_TIMESTAMP"),
+    ),
+    CheckConstraint("search_method IN ('grid', 'random')", name="search_method"),
+    _non_negative("trial_count"),
+)
+
+model_info = Table(
+    "model_info",
+    metadata,
+    Column("run_id", RUN_ID, primary_key=True),
+    Column(
+        "experiment",
+        String(63),
+        ForeignKey("experiments.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("trial_index", Integer),
+    Column("trial_params", Json),
+    Column("model_name", String(64), nullable=False),
+    Column("param_count", Integer),
+    Column("config", Json, nullable=False),
+    Column("config_hash", String(64), nullable=False),
+    Column("git_sha", String(64)),
+    Column("dataset_fingerprint", String(128)),
+    Column("executor", String(16), nullable=False),
+    Column("job_name", String(253)),
+    Column("hardware", Text),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text),
+    Column(
+        "created_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("CURRENT_TIMESTAMP"),
+    ),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("best_epoch", Integer),
+    Column("train_accuracy", Float),
+    Column("train_loss", Float),
+    Column("val_accuracy", Float),
+    Column("val_loss", Float),
+    Column("test_accuracy", Float),
+    Column("test_loss", Float),
+    Column("overfitting_gap", Float),
+    Column("artifact_uri", Text),
+    CheckConstraint(f"status IN ({_quoted(RUN_STATUSES)})", name="status"),
+    CheckConstraint(f"executor IN ({_quoted(EXECUTORS)})", name="executor"),
+    _non_negative("trial_index"),
+    _non_negative("param_count"),
+    CheckConstraint("best_epoch >= 1", name="best_epoch_positive"),
+    _fraction("train_accuracy"),
+    _fraction("val_accuracy"),
+    _fraction("test_accuracy"),
+    CheckConstraint("overfitting_gap BETWEEN -1 AND 1", name="overfitting_gap_range"),
+    Index("ix_model_info_experiment_status", "experiment", "status"),
+    Index("ix_model_info_model_name", "model_name"),
+    Index("ix_model_info_config_hash", "config_hash"),
+    Index("ix_model_info_created_at", "created_at"),
+)
+
+epoch_stats = Table(
+    "epoch_stats",
+    metadata,
+    Column("run_id", RUN_ID, _run_fk(), primary_key=True),
+    Column("epoch", Integer, primary_key=True),
+    Column("phase", String(16), nullable=False),
+    Column("loss", Float),
+    Column("accuracy", Float),
+    Column("val_loss", Float),
+    Column("val_accuracy", Float),
+    Column("learning_rate", Float),
+    Column("seconds", Float),
+    Column("images_per_second", Float),
+    CheckConstraint("epoch >= 1", name="epoch_positive"),
+    _fraction("accuracy"),
+    _fraction("val_accuracy"),
+    _non_negative("learning_rate"),
+    _non_negative("seconds"),
+    _non_negative("images_per_second"),
+)
+
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("run_id", RUN_ID, _run_fk(), primary_key=True),
+    Column("split", SPLIT, primary_key=True),
+    Column("loss", Float),
+    Column("accuracy", Float, nullable=False),
+    Column("expected_calibration_error", Float),
+    Column("class_names", Json, nullable=False),
+    Column("prediction_count", Integer, nullable=False),
+    Column(
+        "evaluated_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("CURRENT_TIMESTAMP"),
+    ),
+    _fraction("accuracy"),
+    _fraction("expected_calibration_error"),
+    _non_negative("prediction_count"),
+)
+
+
+def _evaluation_fk(table: str) -> ForeignKeyConstraint:
+    """Evaluation rows hang off their `evaluations` row, which hangs off the run: both cascade."""
+    return ForeignKeyConstraint(
+        ["run_id", "split"],
+        ["evaluations.run_id", "evaluations.split"],
+        ondelete="CASCADE",
+        name=f"fk_{table}_evaluation",
+    )
+
+
+class_metrics = Table(
+    "class_metrics",
+    metadata,
+    Column("run_id", RUN_ID, primary_key=True),
+    Column("split", SPLIT, primary_key=True),
+    Column("class_index", Integer, primary_key=True),
+    Column("class_name", String(128), nullable=False),
+    Column("precision", Float, nullable=False),
+    Column("recall", Float, nullable=False),
+    Column("f1", Float, nullable=False),
+    Column("support", Integer, nullable=False),
+    Column("accuracy", Float, nullable=False),
+    _evaluation_fk("class_metrics"),
+    _non_negative("class_index"),
+    _fraction("precision"),
+    _fraction("recall"),
+    _fraction("f1"),
+    _non_negative("support"),
+    _fraction("accuracy"),
+)
+
+confusion_matrix = Table(
+    "confusion_matrix",
+    metadata,
+    Column("run_id", RUN_ID, primary_key=True),
+    Column("split", SPLIT, primary_key=True),
+    Column("true_class", Integer, primary_key=True),
+    Column("predicted_class", Integer, primary_key=True),
+    Column("count", Integer, nullable=False),
+    _evaluation_fk("confusion_matrix"),
+    _non_negative("true_class"),
+    _non_negative("predicted_class"),
+    _non_negative("count"),
+)
+
+calibration_bins = Table(
+    "calibration_bins",
+    metadata,
+    Column("run_id", RUN_ID, primary_key=True),
+    Column("split", SPLIT, primary_key=True),
+    Column("bin_index", Integer, primary_key=True),
+    Column("lower", Float, nullable=False),
+    Column("upper", Float, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("mean_confidence", Float),
+    Column("accuracy", Float),
+    _evaluation_fk("calibration_bins"),
+    _non_negative("bin_index"),
+    CheckConstraint("lower >= 0 AND upper <= 1 AND lower <= upper", name="bounds"),
+    _non_negative("count"),
+    _fraction("mean_confidence"),
+    _fraction("accuracy"),
+)
+
+predictions_log = Table(
+    "predictions_log",
+    metadata,
+    Column("run_id", RUN_ID, primary_key=True),
+    Column("split", SPLIT, primary_key=True),
+    Column("image_index", Integer, primary_key=True),
+    Column("true_class", Integer, nullable=False),
+    Column("predicted_class", Integer, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("correct", Boolean(create_constraint=False), nullable=False),
+    Column("image_ref", Text),
+    _evaluation_fk("predictions_log"),
+    _non_negative("image_index"),
+    _non_negative("true_class"),
+    _non_negative("predicted_class"),
+    _fraction("confidence"),
+)
+
+#: Rows written by `log_evaluation`, children of one `evaluations` row, in insert order.
+EVALUATION_CHILDREN = (class_metrics, confusion_matrix, calibration_bins, predictions_log)
