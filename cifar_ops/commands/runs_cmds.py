@@ -1,34 +1,174 @@
-"""`runs list|show|compare`: read the warehouse (issue #4 fills the bodies)."""
+"""`runs list|show|compare`: read the warehouse, print rich tables or `--json`."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any
+
 import typer
 
-from cifar_ops.commands.output import JSON_OPTION
-from cifar_ops.errors import CifarOpsError
+from cifar_ops.commands.output import JSON_OPTION, console, print_json
 
 app = typer.Typer(help="List, show and compare logged runs.", no_args_is_help=True)
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "preempted")
 
 
 @app.command("list")
 def list_runs(
     experiment: str | None = typer.Option(None, "--experiment", "-e"),
-    status: str | None = typer.Option(None, "--status"),
+    status: str | None = typer.Option(None, "--status", help=f"One of {', '.join(STATUSES)}."),
     model: str | None = typer.Option(None, "--model"),
     limit: int = typer.Option(50, "--limit", min=1),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Runs, newest first, with their headline numbers."""
-    raise CifarOpsError("`cifar-ops runs list` is not built yet (issue #4)")
+    if status is not None and status not in STATUSES:
+        raise typer.BadParameter(
+            f"{status!r} is not one of {', '.join(STATUSES)}", param_hint="--status"
+        )
+    from rich.table import Table
+
+    from cifar_ops.warehouse import open_store
+
+    with open_store() as store:
+        runs = store.list_runs(experiment=experiment, status=status, model=model, limit=limit)
+    if as_json:
+        print_json([_summary_json(run) for run in runs])
+        return
+    if not runs:
+        console.print("no runs match")
+        return
+    table = Table("run", "experiment", "trial", "model", "status", "epochs", "val acc")
+    for name in ("test acc", "gap", "started", "seconds"):
+        table.add_column(name)
+    for run in runs:
+        table.add_row(
+            run.run_id[:8],
+            run.experiment,
+            _text(run.trial_index),
+            run.model_name,
+            run.status,
+            str(run.epochs_logged),
+            _pct(run.val_accuracy),
+            _pct(run.test_accuracy),
+            _pct(run.overfitting_gap),
+            run.started_at.strftime("%Y-%m-%d %H:%M") if run.started_at else "-",
+            _num(run.duration_seconds, 0),
+        )
+    console.print(table)
 
 
 @app.command()
-def show(run_id: str = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
+def show(
+    run_id: str = typer.Argument(..., help="Run id or unique prefix."), as_json: bool = JSON_OPTION
+) -> None:
     """One run: config, epochs and evaluation."""
-    raise CifarOpsError("`cifar-ops runs show` is not built yet (issue #4)")
+    from rich.table import Table
+
+    from cifar_ops.warehouse import open_store
+
+    with open_store() as store:
+        detail = store.get_run(run_id)
+    if as_json:
+        payload = asdict(detail)
+        payload["summary"] = _summary_json(detail.summary)
+        print_json(payload)
+        return
+    run = detail.summary
+    facts = Table.grid(padding=(0, 2))
+    for label, value in [
+        ("run", run.run_id),
+        (
+            "experiment",
+            run.experiment + (f" (trial {run.trial_index})" if run.trial_index is not None else ""),
+        ),
+        ("model", f"{run.model_name} ({_text(run.param_count)} params)"),
+        ("status", run.status + (f": {run.status_reason}" if run.status_reason else "")),
+        ("executor", run.executor + (f" job {run.job_name}" if run.job_name else "")),
+        ("config hash", run.config_hash),
+        ("started / finished", f"{_text(run.started_at)} / {_text(run.finished_at)}"),
+        ("best epoch", _text(run.best_epoch)),
+        (
+            "accuracy train/val/test",
+            " / ".join(_pct(a) for a in (run.train_accuracy, run.val_accuracy, run.test_accuracy)),
+        ),
+        ("overfitting gap", _pct(run.overfitting_gap)),
+        ("artifact", _text(run.artifact_uri)),
+    ]:
+        facts.add_row(f"[bold]{label}[/bold]", str(value))
+    console.print(facts)
+    if detail.epochs:
+        epochs = Table(
+            "epoch", "phase", "loss", "acc", "val loss", "val acc", "lr", "s", title="epochs"
+        )
+        for e in detail.epochs:
+            lr = "-" if e.learning_rate is None else f"{e.learning_rate:.3g}"
+            epochs.add_row(
+                str(e.epoch), e.phase, _num(e.loss), _pct(e.accuracy), _num(e.val_loss),
+                _pct(e.val_accuracy), lr, _num(e.seconds, 1),
+            )  # fmt: skip
+        console.print(epochs)
+    for evaluation in detail.evaluations:
+        title = (
+            f"{evaluation.split}: accuracy {_pct(evaluation.accuracy)}, loss "
+            f"{_num(evaluation.loss)}, ECE {_num(evaluation.expected_calibration_error)}"
+        )
+        classes = Table("class", "precision", "recall", "f1", "support", title=title)
+        for m in evaluation.class_metrics:
+            classes.add_row(
+                m.class_name, _pct(m.precision), _pct(m.recall), _pct(m.f1), str(m.support)
+            )
+        console.print(classes)
 
 
 @app.command()
-def compare(run_ids: list[str] = typer.Argument(...), as_json: bool = JSON_OPTION) -> None:
+def compare(
+    run_ids: list[str] = typer.Argument(..., help="Run ids or unique prefixes."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Several runs side by side (seed 004's results table)."""
-    raise CifarOpsError("`cifar-ops runs compare` is not built yet (issue #4)")
+    from rich.table import Table
+
+    from cifar_ops.warehouse import open_store
+
+    with open_store() as store:
+        runs = store.compare(run_ids)
+    if as_json:
+        print_json([_summary_json(run) for run in runs])
+        return
+    table = Table("run", "model", "params", "status", "best epoch", "train acc", "val acc")
+    for name in ("test acc", "gap", "seconds"):
+        table.add_column(name)
+    best = max((r.test_accuracy for r in runs if r.test_accuracy is not None), default=None)
+    for run in runs:
+        test = _pct(run.test_accuracy)
+        table.add_row(
+            run.run_id[:8],
+            run.model_name,
+            _text(run.param_count),
+            run.status,
+            _text(run.best_epoch),
+            _pct(run.train_accuracy),
+            _pct(run.val_accuracy),
+            f"[bold green]{test}[/bold green]" if run.test_accuracy == best and best else test,
+            _pct(run.overfitting_gap),
+            _num(run.duration_seconds, 0),
+        )
+    console.print(table)
+
+
+def _summary_json(run: Any) -> dict[str, Any]:
+    return {**asdict(run), "duration_seconds": run.duration_seconds}
+
+
+def _text(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

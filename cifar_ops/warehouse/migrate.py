@@ -21,8 +21,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from cifar_ops import settings
 from cifar_ops.errors import WarehouseError
-from cifar_ops.warehouse.engine import masked
+from cifar_ops.warehouse.engine import create_warehouse_engine, masked
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
@@ -159,3 +160,21 @@ def unreachable(engine: Engine, exc: BaseException) -> WarehouseError:
     return WarehouseError(
         f"cannot reach the warehouse {url}: {reason} (check CIFAR_OPS_DATABASE_URL)"
     )
+
+
+def upgrade_database(url: str | None = None, revision: str = "head") -> SchemaState:
+    """`cifar-ops db upgrade`: migrate the warehouse at `url` (default from the environment)."""
+    engine = create_warehouse_engine(url or settings.database_url())
+    try:
+        return upgrade(engine, revision)
+    finally:
+        engine.dispose()
+
+
+def database_state(url: str | None = None) -> SchemaState:
+    """`cifar-ops db current`: where the warehouse at `url` stands, without changing it."""
+    engine = create_warehouse_engine(url or settings.database_url())
+    try:
+        return state(engine)
+    finally:
+        engine.dispose()

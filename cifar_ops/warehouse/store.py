@@ -108,6 +108,11 @@ class Store:
         self.url = masked(engine.url.render_as_string(hide_password=False))
         self.dialect = engine.dialect.name
 
+    @property
+    def engine(self) -> Engine:
+        """The engine, for read-only SQL over the reporting views (HTML report, export)."""
+        return self._engine
+
     def close(self) -> None:
         self._engine.dispose()
 
