@@ -1,13 +1,14 @@
-"""`submit`, `status`, `logs`, `cancel`: runs as Jobs on Kubernetes (issue #5 fills the bodies)."""
+"""`submit`, `status`, `logs`, `cancel`: runs as Jobs on Kubernetes through the Helm chart."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
-from cifar_ops.commands.output import JSON_OPTION
-from cifar_ops.errors import CifarOpsError
+from cifar_ops.commands.output import JSON_OPTION, console, print_json
 
 NAMESPACE_OPTION = typer.Option(None, "--namespace", "-n", help="Defaults to the kubeconfig's.")
 
@@ -27,7 +28,50 @@ def submit(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Submit a config as a GPU Job (a search as an Indexed Job) through the Helm chart."""
-    raise CifarOpsError("`cifar-ops submit` is not built yet (issue #5)")
+    from cifar_ops.kube.submit import submit as submit_config
+
+    result = submit_config(config, overrides, namespace=namespace, dry_run=dry_run)
+    plan = result.plan
+    runs = [
+        {"run_id": run.run_id, "trial_index": run.trial_index, "params": run.params}
+        for run in plan.runs
+    ]
+    if as_json:
+        payload = {
+            "experiment": plan.experiment,
+            "release": plan.release,
+            "job": plan.job_name if plan.runs else None,
+            "namespace": result.namespace,
+            "dry_run": result.dry_run,
+            "runs": runs,
+            "skipped_trials": plan.skipped,
+        }
+        if result.dry_run:
+            payload["manifests"] = result.manifests
+        print_json(payload)
+        return
+    if result.dry_run:
+        typer.echo(result.manifests, nl=False)
+        return
+    if plan.skipped:
+        skipped = len(plan.skipped)
+        console.print(f"skipped {skipped} trial(s) that already succeeded: {plan.skipped}")
+    if not plan.runs:
+        console.print(f"nothing to submit: every trial of {plan.experiment} already succeeded")
+        return
+    ns = f" -n {result.namespace}" if result.namespace else ""
+    console.print(
+        f"[green]submitted[/green] {plan.experiment}: release {plan.release}, Job {plan.job_name},"
+        f" {len(plan.runs)} run(s)"
+    )
+    for run in plan.runs:
+        trial = f"  trial {run.trial_index}" if run.trial_index is not None else ""
+        console.print(f"  {run.run_id}{trial}")
+    console.print(
+        f"follow: cifar-ops status {plan.experiment}{ns}  |  "
+        f"cifar-ops logs {plan.runs[0].run_id[:8]} --follow{ns}  |  "
+        f"cifar-ops cancel {plan.experiment}{ns}"
+    )
 
 
 def status(
@@ -36,7 +80,36 @@ def status(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Job and pod state joined with the warehouse's run status."""
-    raise CifarOpsError("`cifar-ops status` is not built yet (issue #5)")
+    from cifar_ops.kube.cluster import connect
+    from cifar_ops.kube.status import collect_status
+    from cifar_ops.warehouse.store import open_store
+
+    cluster = connect(namespace)
+    rows = collect_status(cluster, experiment, open_store())
+    if as_json:
+        print_json({"namespace": cluster.namespace, "runs": [row.__dict__ for row in rows]})
+        return
+    if not rows:
+        console.print(f"no runs on the cluster (namespace {cluster.namespace}) or in the warehouse")
+        return
+    table = Table("run", "experiment", "job", "index", "job state", "pod", "warehouse", "status")
+    for row in rows:
+        index = "" if row.completion_index is None else str(row.completion_index)
+        shown = row.status + (" (updated)" if row.reconciled else "")
+        table.add_row(
+            row.run_id[:12],
+            row.experiment,
+            row.job_name or "-",
+            index,
+            row.job_state,
+            row.pod,
+            row.warehouse_status or "-",
+            shown,
+        )
+    console.print(table)
+    for row in rows:
+        if row.reason and row.status == "failed":
+            console.print(f"{row.run_id[:12]}: {row.reason}", soft_wrap=True)
 
 
 def logs(
@@ -45,7 +118,14 @@ def logs(
     namespace: str | None = NAMESPACE_OPTION,
 ) -> None:
     """Print the logs of a run's pod."""
-    raise CifarOpsError("`cifar-ops logs` is not built yet (issue #5)")
+    from cifar_ops.kube.cluster import connect
+    from cifar_ops.kube.logs import stream_logs
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    stream_logs(connect(namespace), run_id, write, follow=follow)
 
 
 def cancel(
@@ -54,4 +134,15 @@ def cancel(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Stop an experiment's Jobs and mark its runs cancelled."""
-    raise CifarOpsError("`cifar-ops cancel` is not built yet (issue #5)")
+    from cifar_ops.kube.cancel import cancel as cancel_experiment
+    from cifar_ops.kube.cluster import connect
+    from cifar_ops.warehouse.store import open_store
+
+    result = cancel_experiment(connect(namespace), experiment, open_store())
+    if as_json:
+        print_json(result.__dict__)
+        return
+    console.print(
+        f"cancelled {experiment} in namespace {result.namespace}: deleted Job(s)"
+        f" {', '.join(result.jobs) or 'none'}; {len(result.cancelled_runs)} run(s) marked cancelled"
+    )

@@ -1,0 +1,63 @@
+"""`cifar-ops cancel EXPERIMENT`: delete its Jobs (so their pods) and mark its runs cancelled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cifar_ops.kube.cluster import Cluster, call
+from cifar_ops.kube.jobstate import run_ids_of
+from cifar_ops.kube.naming import training_selector
+from cifar_ops.kube.status import SETTLED, _plain
+
+Propagation = Literal["Foreground", "Background"]
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    experiment: str
+    namespace: str
+    jobs: list[str] = field(default_factory=list)
+    cancelled_runs: list[str] = field(default_factory=list)
+
+
+def build_delete_options(propagation: Propagation = "Foreground") -> Any:
+    """Delete options for a Job: Foreground waits for its pods to go before the Job does."""
+    from kubernetes import client
+
+    return client.V1DeleteOptions(propagation_policy=propagation, grace_period_seconds=30)
+
+
+def cancel(
+    cluster: Cluster, experiment: str, store: Any, propagation: Propagation = "Foreground"
+) -> CancelResult:
+    """Delete every training Job of the experiment; mark its open runs cancelled.
+
+    The pods get SIGTERM (and 30 s) first; the runner records `preempted`, then this marks the
+    runs `cancelled`. Checkpoints stay on their volume, so a new submit resumes nothing by
+    accident: it registers new run ids, skipping only trials that succeeded.
+    """
+    jobs = call(
+        "list Jobs",
+        cluster.batch.list_namespaced_job,
+        cluster.namespace,
+        label_selector=training_selector(experiment),
+    )
+    deleted, run_ids = [], set()
+    for job in _plain(cluster.api_client, jobs):
+        name = job["metadata"]["name"]
+        call(
+            f"delete Job {name}",
+            cluster.batch.delete_namespaced_job,
+            name,
+            cluster.namespace,
+            body=build_delete_options(propagation),
+        )
+        deleted.append(name)
+        run_ids.update(run_ids_of(job).values())
+    cancelled = []
+    for run in store.list_runs(experiment=experiment, limit=None):
+        if run.status not in SETTLED and (run.run_id in run_ids or run.executor == "kubernetes"):
+            store.set_status(run.run_id, "cancelled", "cancelled by `cifar-ops cancel`")
+            cancelled.append(run.run_id)
+    return CancelResult(experiment, cluster.namespace, deleted, cancelled)

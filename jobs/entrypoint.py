@@ -1,0 +1,217 @@
+"""Container entrypoint of a training pod: the code of `cifar-ops run`, configured by the chart.
+
+It reads which run to train from the mounted ConfigMap (`runs.json`: completion index -> run id,
+`trial-<index>.json`: that run's resolved config), picks the index from `JOB_COMPLETION_INDEX`
+(an Indexed Job, i.e. a search; 0 for a single run), takes the warehouse URL from
+`CIFAR_OPS_DATABASE_URL` (set from a Secret), and calls `cifar_ops.runner.execute` under the run id
+`cifar-ops submit` registered, so a retried pod resumes the same run from its last checkpoint.
+
+Its exit code tells the Job's podFailurePolicy whether a retry can help:
+  0 succeeded; 2 bad config, 3 bad data, 6 bad model (permanent: the Job, or the search's index,
+  fails at once); 75 infrastructure (warehouse or metrics endpoint unreachable) and 143 preempted
+  (SIGTERM) are retried, like 1 (the run failed) and anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pydantic import ValidationError
+
+from cifar_ops.config import RunConfig, Trial, format_validation_error
+from cifar_ops.errors import (
+    CifarOpsError,
+    ConfigError,
+    DataError,
+    ModelError,
+    MonitoringError,
+    WarehouseError,
+)
+from cifar_ops.runner import RunPreempted
+
+EXIT_SUCCEEDED = 0
+EXIT_RUN_FAILED = 1
+EXIT_CONFIG = ConfigError.exit_code  # 2
+EXIT_DATA = DataError.exit_code  # 3
+EXIT_MODEL = ModelError.exit_code  # 6
+EXIT_RETRYABLE = 75  # EX_TEMPFAIL: the infrastructure failed, not the run
+EXIT_PREEMPTED = 128 + signal.SIGTERM  # 143, what a SIGTERM-killed process reports
+PERMANENT_EXIT_CODES = (EXIT_CONFIG, EXIT_DATA, EXIT_MODEL)  # the chart's permanentExitCodes
+
+DEFAULT_RUN_DIR = "/etc/cifar-ops/run"
+
+
+class Preempted(BaseException):
+    """SIGTERM arrived outside training (the runner handles it during training as RunPreempted).
+
+    A BaseException so that no `except Exception` records it as the run's failure.
+    """
+
+
+@dataclass(frozen=True)
+class PodRun:
+    """What this pod trains, resolved from the ConfigMap and the environment."""
+
+    run_id: str
+    config: RunConfig
+    completion_index: int
+    trial_index: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    job_name: str | None = None
+
+    @property
+    def trial(self) -> Trial | None:
+        if self.trial_index is None:
+            return None
+        return Trial(index=self.trial_index, params=self.params, config=self.config)
+
+
+def completion_index(env: Mapping[str, str]) -> int:
+    """The Indexed Job's completion index; 0 for a single-run Job, which has none."""
+    raw = env.get("JOB_COMPLETION_INDEX", "0")
+    try:
+        index = int(raw)
+    except ValueError:
+        raise ConfigError(f"JOB_COMPLETION_INDEX must be an integer, got {raw!r}") from None
+    if index < 0:
+        raise ConfigError(f"JOB_COMPLETION_INDEX must be 0 or more, got {index}")
+    return index
+
+
+def resolve_run(run_dir: Path, env: Mapping[str, str]) -> PodRun:
+    """Read this pod's run id and config from the mounted ConfigMap."""
+    index = completion_index(env)
+    run_ids = _read_json(run_dir / "runs.json")
+    if not isinstance(run_ids, dict) or str(index) not in run_ids:
+        known = ", ".join(sorted(run_ids, key=int)) if isinstance(run_ids, dict) else "none"
+        message = f"no run for completion index {index} (indexes: {known})"
+        raise ConfigError(message, path=str(run_dir / "runs.json"))
+    trial_path = run_dir / f"trial-{index}.json"
+    document = _read_json(trial_path)
+    if not isinstance(document, dict) or document.get("run_id") != run_ids[str(index)]:
+        raise ConfigError(
+            f"run_id does not match runs.json[{index}] = {run_ids[str(index)]!r}",
+            path=str(trial_path),
+        )
+    try:
+        config = RunConfig.model_validate(document.get("config"))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, RunConfig), path=str(trial_path)) from None
+    return PodRun(
+        run_id=document["run_id"],
+        config=config,
+        completion_index=index,
+        trial_index=document.get("trial_index"),
+        params=document.get("params") or {},
+        job_name=env.get("CIFAR_OPS_JOB_NAME") or None,
+    )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("missing from the run ConfigMap", path=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"invalid JSON ({exc.msg}, line {exc.lineno})", path=str(path)) from None
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """Map a failure to the exit code the Job's podFailurePolicy acts on."""
+    if isinstance(exc, Preempted | RunPreempted):
+        return EXIT_PREEMPTED
+    if isinstance(exc, ConfigError | DataError | ModelError):
+        return exc.exit_code
+    if isinstance(exc, WarehouseError) or _is_infrastructure(exc):
+        return EXIT_RETRYABLE
+    return EXIT_RUN_FAILED
+
+
+def _is_infrastructure(exc: BaseException) -> bool:
+    """Unreachable services: connection errors, database driver errors, the metrics endpoint."""
+    if isinstance(exc, ConnectionError | TimeoutError | MonitoringError):
+        return True
+    module = type(exc).__module__
+    return module.startswith(("sqlalchemy", "psycopg2", "urllib3", "requests"))
+
+
+def _raise_preempted(signum: int, frame: FrameType | None) -> None:
+    raise Preempted(f"signal {signal.Signals(signum).name}")
+
+
+def train(pod_run: PodRun, database_url: str) -> int:
+    """Run exactly what `cifar-ops run` runs, writing to the warehouse; returns the exit code."""
+    from cifar_ops import runner
+    from cifar_ops.warehouse.store import open_store
+
+    store = open_store(database_url)
+    try:
+        outcome = runner.execute(
+            pod_run.config,
+            sink=store,
+            run_id=pod_run.run_id,
+            trial=pod_run.trial,
+            executor="kubernetes",
+            job_name=pod_run.job_name,
+        )
+    except Preempted:
+        _mark(store, pod_run.run_id, "preempted", "pod received SIGTERM; the Job retries it")
+        raise
+    return EXIT_SUCCEEDED if outcome.status == "succeeded" else EXIT_RUN_FAILED
+
+
+def _mark(store: Any, run_id: str, status: str, reason: str) -> None:
+    """Best effort: the pod may be going away, and a retry marks the run running again."""
+    try:
+        store.set_status(run_id, status, reason)
+    except Exception as exc:  # noqa: BLE001 - reporting must not hide the preemption
+        print(f"cifar-ops: could not mark run {run_id} {status}: {exc}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Resolve, train, and return the exit code (never raises)."""
+    env = os.environ if env is None else env
+    parser = argparse.ArgumentParser(description="cifar-ops training pod entrypoint")
+    parser.add_argument("--run-dir", default=env.get("CIFAR_OPS_RUN_DIR") or DEFAULT_RUN_DIR)
+    args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_preempted)
+    try:
+        pod_run = resolve_run(Path(args.run_dir), env)
+        database_url = env.get("CIFAR_OPS_DATABASE_URL")
+        if not database_url:
+            raise ConfigError(
+                "CIFAR_OPS_DATABASE_URL is not set: the chart sets it from the Secret named in"
+                " values database.existingSecret"
+            )
+        print(
+            f"cifar-ops: run {pod_run.run_id} (completion index {pod_run.completion_index},"
+            f" experiment {pod_run.config.experiment})",
+            file=sys.stderr,
+        )
+        return train(pod_run, database_url)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes an exit code
+        if isinstance(exc, SystemExit) or type(exc) is KeyboardInterrupt:
+            raise
+        code = exit_code_for(exc)
+        if isinstance(exc, CifarOpsError | Preempted | RunPreempted):
+            print(f"cifar-ops: error: {exc}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        print(f"cifar-ops: exit {code}", file=sys.stderr)
+        return code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
