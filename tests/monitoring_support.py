@@ -1,0 +1,199 @@
+"""Support for the monitoring tests: real Prometheus and Pushgateway servers, a tiny Keras fit.
+
+Debian's /usr/bin/prometheus and /usr/bin/prometheus-pushgateway are started on free 127.0.0.1
+ports, waited for on /-/ready, and stopped (terminate, then kill) when the block ends.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+STARTUP_SECONDS = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name, path="/usr/bin:/usr/local/bin")
+    if path is None:
+        pytest.fail(f"{name} is not installed: run `make test` (it installs Debian's {name})")
+    return path
+
+
+def http_get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def wait_until(check: Callable[[], Any], *, timeout: float, what: str, every: float = 0.1) -> Any:
+    """Poll `check` until it returns something truthy (returned) or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except OSError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+@contextmanager
+def _process(command: list[str], ready_url: str, log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        try:
+            wait_until(
+                lambda: proc.poll() is None and http_get(ready_url, timeout=1) is not None,
+                timeout=STARTUP_SECONDS,
+                what=f"{command[0]} on {ready_url}",
+            )
+        except BaseException:
+            if proc.poll() is not None:
+                pytest.fail(f"{command[0]} exited {proc.returncode}:\n{log.read_text()[-2000:]}")
+            raise
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+class PrometheusAPI:
+    """The few HTTP API calls the tests make."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def get(self, path: str, **params: Any) -> Any:
+        query = urllib.parse.urlencode(params, doseq=True)
+        body = json.loads(http_get(f"{self.url}{path}?{query}"))
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"query": expr}
+        if at is not None:
+            params["time"] = at
+        return self.get("/api/v1/query", **params)["result"]
+
+    def samples(self, selector: str, window: str = "10m") -> list[tuple[float, float]]:
+        """Raw scraped samples (timestamp, value) of the one series `selector` matches."""
+        result = self.query(f"{selector}[{window}]")
+        assert len(result) <= 1, result
+        return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
+
+
+@contextmanager
+def prometheus(
+    tmp_path: Path,
+    targets: list[str],
+    rule_files: list[Path] = (),  # type: ignore[assignment]
+) -> Iterator[PrometheusAPI]:
+    """A Prometheus scraping `targets` (host:port) every second, evaluating rules every second."""
+    port = free_port()
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+        "rule_files": [str(path) for path in rule_files],
+        "scrape_configs": [{"job_name": "cifar-ops", "static_configs": [{"targets": targets}]}],
+    }
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    command = [
+        binary("prometheus"),
+        f"--config.file={config_file}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with _process(command, f"{url}/-/ready", tmp_path / "prometheus.log"):
+        yield PrometheusAPI(url)
+
+
+@contextmanager
+def pushgateway(tmp_path: Path) -> Iterator[str]:
+    """A Pushgateway on loopback, no persistence; yields its URL."""
+    port = free_port()
+    command = [
+        binary("prometheus-pushgateway"),
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with _process(command, f"{url}/-/ready", tmp_path / "pushgateway.log"):
+        yield url
+
+
+def run_start(experiment: str = "monitoring-test", model: str = "tiny_dense") -> Any:
+    """A RunStart for a fresh run id, as the runner would register it."""
+    import uuid
+
+    from cifar_ops.records import RunStart
+
+    return RunStart(
+        run_id=uuid.uuid4().hex,
+        experiment=experiment,
+        model_name=model,
+        config={"train": {"batch_size": BATCH_SIZE}},
+        config_hash="0" * 64,
+    )
+
+
+BATCH_SIZE = 16
+TRAIN_IMAGES = 48  # 3 batches per epoch; 16 more images are held out for validation
+
+
+def tiny_fit(callbacks: list[Any], *, epochs: int = 2, diverge: bool = False) -> Any:
+    """`model.fit` of a one-layer classifier on random data (seconds on a CPU); its History.
+
+    `diverge=True` multiplies the logits by NaN, so every loss is NaN.
+    """
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.random((TRAIN_IMAGES + 16, 8), dtype=np.float32)
+    y = rng.integers(0, 3, TRAIN_IMAGES + 16)
+    inputs = keras.Input((8,))
+    logits = keras.layers.Dense(3)(inputs)
+    if diverge:
+        logits = keras.layers.Lambda(lambda t: t * float("nan"))(logits)
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.05),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model.fit(
+        x[:TRAIN_IMAGES],
+        y[:TRAIN_IMAGES],
+        validation_data=(x[TRAIN_IMAGES:], y[TRAIN_IMAGES:]),
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        callbacks=callbacks,
+        verbose=0,
+    )
