@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -97,19 +98,22 @@ def _copy_upsert(
     updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in key)
     conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
     temp = f"copy_{table.name}"
+    dbapi_error = conn.dialect.loaded_dbapi.Error
     cursor = conn.connection.dbapi_connection.cursor()  # same transaction as `conn`
+    statement = f"COPY {temp} ({names}) FROM STDIN WITH (FORMAT csv, NULL '{_NULL}')"
     try:
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {temp} "
             f"(LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"
         )
-        cursor.copy_expert(
-            f"COPY {temp} ({names}) FROM STDIN WITH (FORMAT csv, NULL '{_NULL}')", buffer
-        )
-        cursor.execute(
+        cursor.copy_expert(statement, buffer)
+        statement = (
             f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {temp} "
             f"ON CONFLICT ({', '.join(key)}) {conflict}"
         )
+        cursor.execute(statement)
         cursor.execute(f"TRUNCATE {temp}")
+    except dbapi_error as exc:  # raw cursor: wrap as SQLAlchemy would (IntegrityError, ...)
+        raise DBAPIError.instance(statement, None, exc, dbapi_error, dialect=conn.dialect) from exc
     finally:
         cursor.close()

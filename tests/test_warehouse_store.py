@@ -1,0 +1,215 @@
+"""The store on real PostgreSQL and SQLite: lifecycle, idempotent retries, atomic evaluations."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from cifar_ops.errors import WarehouseError
+from cifar_ops.warehouse import Store, open_store, synthetic
+from cifar_ops.warehouse.migrate import upgrade_database
+from cifar_ops.warehouse.schema import metadata
+
+EVALUATION_TABLES = ("evaluations", "class_metrics", "confusion_matrix")
+EVALUATION_TABLES += ("calibration_bins", "predictions_log")
+
+
+@pytest.fixture
+def store(database_url: str):
+    upgrade_database(database_url)  # PostgreSQL needs it explicitly; SQLite would do it itself
+    with open_store(database_url) as opened:
+        yield opened
+
+
+def counts(store: Store) -> dict[str, int]:
+    with store.engine.connect() as conn:
+        return {
+            name: conn.execute(select(func.count()).select_from(table)).scalar_one()
+            for name, table in metadata.tables.items()
+        }
+
+
+def log_whole_run(store: Store, start, n: int = 300, epochs: int = 3) -> None:
+    store.start_run(start)
+    for number in range(1, epochs + 1):
+        store.log_epoch(start.run_id, synthetic.epoch(number))
+    store.log_evaluation(start.run_id, synthetic.evaluation(n, with_refs=True))
+    store.finish_run(start.run_id, synthetic.finish())
+
+
+def test_queued_run_is_started_finished_and_read_back(store: Store) -> None:
+    start = synthetic.run_start("lifecycle", trial_index=2, job_name="cifar-ops-abc-2")
+    store.register_queued([start])
+    [queued] = store.list_runs()
+    assert (queued.status, queued.job_name, queued.trial_index) == ("queued", "cifar-ops-abc-2", 2)
+
+    log_whole_run(store, start, n=500)
+    detail = store.get_run(start.run_id[:7].upper())
+    run = detail.summary
+    assert run.run_id == start.run_id and run.status == "succeeded"
+    assert run.epochs_logged == 3 and run.best_epoch == 3 and run.test_accuracy == 0.7
+    assert run.duration_seconds is not None and run.duration_seconds >= 0
+    assert detail.config == start.config
+    assert (
+        [e.epoch for e in detail.epochs]
+        == [1, 2, 3]
+        == [e.epoch for e in store.epochs(start.run_id)]
+    )
+    [evaluation] = detail.evaluations
+    expected = synthetic.evaluation(500)
+    assert evaluation.prediction_count == 500
+    assert evaluation.class_names == synthetic.CIFAR10_CLASSES
+    assert np.array_equal(np.array(evaluation.confusion), expected.confusion)
+    assert evaluation.class_metrics[3].f1 == pytest.approx(expected.class_metrics[3].f1)
+    assert [b.count for b in evaluation.calibration] == [b.count for b in expected.calibration]
+    wrong = store.predictions(start.run_id, only_wrong=True)
+    assert len(wrong) == 500 - int(np.trace(expected.confusion))
+    assert [w.confidence for w in wrong] == sorted((w.confidence for w in wrong), reverse=True)
+    assert store.last_epoch(start.run_id) == 3
+    assert store.succeeded_hashes("lifecycle") == {start.config_hash}
+
+
+def test_filters_best_run_and_compare(store: Store) -> None:
+    a = synthetic.run_start("exp-a", model_name="vgg10")
+    b = synthetic.run_start("exp-a", model_name="resnet20")
+    c = synthetic.run_start("exp-b", model_name="vgg10")
+    for start, accuracy in ((a, 0.6), (b, 0.8), (c, 0.9)):
+        store.start_run(start)
+        store.finish_run(start.run_id, synthetic.finish(test_accuracy=accuracy))
+    store.set_status(c.run_id, "failed", "OOMKilled")
+    assert {r.run_id for r in store.list_runs(experiment="exp-a")} == {a.run_id, b.run_id}
+    assert [r.run_id for r in store.list_runs(model="vgg10", status="failed")] == [c.run_id]
+    assert store.get_run(c.run_id).summary.status_reason == "OOMKilled"
+    assert store.best_run("exp-a").run_id == b.run_id  # type: ignore[union-attr]
+    assert store.best_run("exp-b") is None  # its only run failed
+    assert [r.run_id for r in store.compare([b.run_id[:10], a.run_id])] == [b.run_id, a.run_id]
+    assert len(store.list_runs(limit=2)) == 2
+
+
+def test_unknown_ambiguous_and_malformed_run_ids_are_errors(store: Store) -> None:
+    with pytest.raises(WarehouseError, match="no run 'abc'"):
+        store.get_run("abc")
+    with pytest.raises(WarehouseError, match="not a run id"):
+        store.get_run("x' OR '1'='1")
+    store.start_run(synthetic.run_start(run_id="ab" + "0" * 30))
+    store.start_run(synthetic.run_start(run_id="ab" + "1" * 30))
+    with pytest.raises(WarehouseError, match="matches several runs"):
+        store.compare(["ab"])
+    with pytest.raises(WarehouseError, match="no run"):
+        store.finish_run("f" * 32, synthetic.finish())
+    with pytest.raises(WarehouseError, match="not registered"):
+        store.log_epoch("f" * 32, synthetic.epoch(1))
+    with pytest.raises(WarehouseError, match="not one of"):
+        store.set_status("ab" + "0" * 30, "exploded")
+
+
+def test_a_retried_run_writes_no_duplicate_rows(store: Store) -> None:
+    start = synthetic.run_start("retry")
+    store.register_queued([start])
+    log_whole_run(store, start)
+    once = counts(store)
+    store.register_queued([start])  # a re-submit does not reset a known run
+    assert store.get_run(start.run_id).summary.status == "succeeded"
+    log_whole_run(store, start)  # the pod ran again from the start, and re-sent everything
+    assert counts(store) == once
+    assert once["model_info"] == 1 and once["epoch_stats"] == 3
+    assert once["predictions_log"] == 300 and once["confusion_matrix"] == 100
+    # a re-sent epoch with new numbers replaces the old ones
+    store.log_epoch(start.run_id, replace(synthetic.epoch(2), accuracy=0.99))
+    assert store.epochs(start.run_id)[1].accuracy == 0.99
+    assert counts(store) == once
+
+
+def test_a_failed_evaluation_write_leaves_nothing_of_it(store: Store) -> None:
+    start = synthetic.run_start("atomic")
+    store.start_run(start)
+    bad = synthetic.evaluation(400)
+    assert bad.predictions is not None
+    bad.predictions.confidence[-1] = 1.5  # the very last bulk row breaks a check constraint
+    with pytest.raises(WarehouseError, match="refused logging the test evaluation"):
+        store.log_evaluation(start.run_id, bad)
+    after = counts(store)
+    assert all(after[name] == 0 for name in EVALUATION_TABLES), after
+
+    # a good evaluation survives a failed re-write whole
+    store.log_evaluation(start.run_id, synthetic.evaluation(400))
+    good = counts(store)
+    with pytest.raises(WarehouseError):
+        store.log_evaluation(start.run_id, bad)
+    assert counts(store) == good
+    assert store.get_run(start.run_id).evaluations[0].prediction_count == 400
+
+
+def test_names_with_quotes_and_sql_are_stored_verbatim(store: Store) -> None:
+    nasty = "o'brien\"; DROP TABLE model_info; --"
+    names = [
+        nasty,
+        'comma, "quoted"',
+        "new\nline",
+        "\\N",
+        "",
+        "tab\there",
+        "ünïcode ✓",
+        "x",
+        "y",
+        "z",
+    ]
+    start = synthetic.run_start(nasty, job_name="job'); DELETE FROM experiments; --")
+    store.start_run(start)
+    evaluation = synthetic.evaluation(50, class_names=names, with_refs=True)
+    assert evaluation.predictions is not None
+    evaluation.predictions.image_ref = [f'dir/it\'s "{i}",\\N.png' for i in range(50)]
+    evaluation.predictions.image_ref[0] = "\\N"
+    evaluation.predictions.image_ref[1] = ""
+    store.log_evaluation(start.run_id, evaluation)
+    detail = store.get_run(start.run_id)
+    assert detail.summary.experiment == nasty
+    assert detail.summary.job_name == "job'); DELETE FROM experiments; --"
+    assert [m.class_name for m in detail.evaluations[0].class_metrics] == names
+    assert detail.evaluations[0].class_names == names
+    refs = [p.image_ref for p in store.predictions(start.run_id)]
+    assert refs == evaluation.predictions.image_ref
+    assert store.experiments()[0].name == nasty
+
+
+def test_nan_loss_is_stored_explicitly(store: Store) -> None:
+    start = synthetic.run_start("nan")
+    store.start_run(start)
+    store.log_epoch(start.run_id, replace(synthetic.epoch(1), loss=float("nan")))
+    loss = store.epochs(start.run_id)[0].loss
+    if store.dialect == "postgresql":
+        assert math.isnan(loss)
+    else:
+        assert loss is None  # SQLite has no NaN: it stores NULL
+
+
+def test_reporting_views_agree_with_the_tables(store: Store) -> None:
+    search = [synthetic.run_start("grid", trial_index=i) for i in range(3)]
+    store.register_search(
+        "grid", method="grid", parameters={"optimizer.learning_rate": [1, 2, 3]}, trial_count=3
+    )
+    for i, start in enumerate(search):
+        log_whole_run(store, start, n=200)
+        store.finish_run(start.run_id, replace(synthetic.finish(), val_accuracy=0.5 + i / 10))
+    rows = {
+        name: store.read_view(name)
+        for name in ("confusion", "misclassifications", "search_leaderboard")
+    }
+    columns, confusion = rows["confusion"]
+    share = columns.index("row_share")
+    totals: dict[tuple[str, int], float] = {}
+    for row in confusion:
+        key = (row[columns.index("run_id")], row[columns.index("true_class")])
+        totals[key] = totals.get(key, 0.0) + row[share]
+    assert all(t == pytest.approx(1.0) for t in totals.values()) and len(totals) == 30
+    wrong = 200 - int(np.trace(synthetic.evaluation(200).confusion))
+    assert len(rows["misclassifications"][1]) == 3 * wrong
+    columns, board = rows["search_leaderboard"]
+    ranked = sorted(board, key=lambda r: r[columns.index("rank")])
+    assert [r[columns.index("run_id")] for r in ranked] == [s.run_id for s in reversed(search)]
+    assert ranked[0][columns.index("search_method")] == "grid"
+    assert store.experiments()[0].trial_count == 3
