@@ -27,17 +27,24 @@ def build_report(
 
     Nothing is written when a run is unknown or the experiment is empty (the error says which).
     """
+    from cifar_ops import settings
     from cifar_ops.report.loader import load_report_data
     from cifar_ops.report.render import write_report
     from cifar_ops.warehouse import open_store
+    from cifar_ops.warehouse.engine import create_warehouse_engine
 
-    store = open_store(url)
-    data = load_report_data(
-        store.engine,
-        run_ids=run_ids,
-        experiment=experiment,
-        details=details,
-        heatmap_axes=heatmap_axes,
-    )
+    url = url or settings.database_url()
+    open_store(url).close()  # checks (PostgreSQL) or applies (SQLite) the schema, or says the fix
+    engine = create_warehouse_engine(url)
+    try:
+        data = load_report_data(
+            engine,
+            run_ids=run_ids,
+            experiment=experiment,
+            details=details,
+            heatmap_axes=heatmap_axes,
+        )
+    finally:
+        engine.dispose()
     write_report(data, Path(output))
     return data

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from cifar_ops.errors import CifarOpsError, WarehouseError
 from cifar_ops.report.model import Kpis, ReportData, RunReport, SearchReport
@@ -29,6 +30,7 @@ class _Views:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.where = engine.url.render_as_string(hide_password=True)
 
     def read(self, view: str, where: str = "", params: dict[str, Any] | None = None,
              order: str = "", limit: int | None = None) -> pd.DataFrame:  # fmt: skip
@@ -39,8 +41,15 @@ class _Views:
             sql += f" ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self.engine.connect() as connection:
-            return pd.read_sql(text(sql), connection, params=params or {})
+        try:
+            with self.engine.connect() as connection:
+                return pd.read_sql(text(sql), connection, params=params or {})
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise WarehouseError(
+                f"reading the reporting view {view} from the warehouse {self.where} failed: "
+                f"{reason}; `cifar-ops db upgrade` creates the views"
+            ) from exc
 
 
 def load_report_data(
@@ -97,7 +106,7 @@ def _experiment_runs(views: _Views, experiment: str) -> pd.DataFrame:
     summaries = views.read("run_summary", "experiment = :e", {"e": experiment}, order="run_id")
     if summaries.empty:
         raise WarehouseError(
-            f"experiment {experiment!r} has no runs in the warehouse; "
+            f"experiment {experiment!r} has no runs in the warehouse {views.where}; "
             "`cifar-ops runs list` shows the experiments there are"
         )
     return _rank(summaries)
@@ -114,7 +123,8 @@ def _named_runs(views: _Views, run_ids: Sequence[str]) -> pd.DataFrame:
         found = views.read("run_summary", "run_id LIKE :p", {"p": prefix + "%"}, order="run_id")
         if found.empty:
             raise WarehouseError(
-                f"no run {given!r} in the warehouse; `cifar-ops runs list` shows the run ids"
+                f"no run {given!r} in the warehouse {views.where}; "
+                "`cifar-ops runs list` shows the run ids"
             )
         if len(found) > 1:
             matches = ", ".join(found["run_id"].head(5))

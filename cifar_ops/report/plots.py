@@ -129,8 +129,8 @@ def reliability_diagram(calibration: pd.DataFrame) -> str:
         ax.plot([0, 1], [0, 1], linestyle="--", color="#6b7280", label="perfect calibration")
         ax.plot(filled["mean_confidence"], filled["accuracy"], marker="o", linestyle="",
                 color=VAL_COLOUR, label="mean confidence")  # fmt: skip
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.04)  # room for a dot at accuracy 1
         ax.set_xlabel("confidence")
         ax.set_ylabel("accuracy")
         ax.set_title("Reliability diagram")
