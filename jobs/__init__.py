@@ -1,0 +1,1 @@
+"""Container entrypoint(s) of the training image and the example configs (jobs/configs)."""
