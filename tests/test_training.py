@@ -1,0 +1,300 @@
+"""Training engine: learning, resume after preemption, seeds, schedules, callbacks, phases."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_ops import training
+from cifar_ops.callbacks import ResumableEarlyStopping, ResumablePlateau
+from cifar_ops.checkpoints import RunDirectory
+from cifar_ops.config import OptimizerConfig, ScheduleConfig
+from cifar_ops.errors import ConfigError
+from cifar_ops.losses import SparseSmoothedCrossentropy
+from cifar_ops.runner import execute
+from cifar_ops.schedules import learning_rate_for, rate_at
+from tests.engine_helpers import nested_base_model, tiny_config
+from tests.memory_sink import MemorySink
+
+
+class Preemption(keras.callbacks.Callback):
+    """Simulates a pod being stopped right after an epoch's checkpoint was written."""
+
+    def __init__(self, after_epoch: int):
+        super().__init__()
+        self.after_epoch = after_epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch + 1 == self.after_epoch:
+            raise KeyboardInterrupt("simulated preemption")
+
+
+def test_short_run_learns_the_synthetic_task_well_above_chance() -> None:
+    sink = MemorySink()
+    outcome = execute(tiny_config(), sink=sink)
+    assert outcome.status == "succeeded"
+    finish = sink.finishes[outcome.run_id]
+    assert finish.test_accuracy is not None and finish.test_accuracy > 0.7  # chance is 0.25
+    assert finish.overfitting_gap == pytest.approx(finish.train_accuracy - finish.test_accuracy)
+    assert [r.epoch for r in sink.history(outcome.run_id)] == [1, 2, 3]
+    assert all(r.images_per_second > 0 and r.seconds > 0 for r in sink.history(outcome.run_id))
+    start = sink.starts[0]
+    assert start.param_count == finish.param_count > 0
+    assert start.dataset_fingerprint and start.hardware and len(start.run_id) == 32
+    assert outcome.model_path is not None and outcome.model_path.exists()
+    assert (outcome.model_path.parent / "best.keras").exists()
+    assert sink.evaluations[outcome.run_id].accuracy == finish.test_accuracy
+
+
+def test_resume_after_preemption_continues_at_the_next_epoch() -> None:
+    config = tiny_config(
+        train={"epochs": 5, "early_stopping": {"patience": 4}},
+        schedule={"name": "plateau", "patience": 2},
+    )
+    sink = MemorySink()
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, sink=sink, run_id="resumable", callbacks=[Preemption(after_epoch=2)])
+    assert sink.finishes["resumable"].status == "preempted"
+    state = json.loads(RunDirectory("resumable").state_path.read_text())
+    assert state["epochs_done"] == 2
+    assert set(state["callbacks"]) == {"best_model", "plateau", "early_stopping"}
+
+    outcome = execute(config, sink=sink, run_id="resumable")
+    assert outcome.status == "succeeded"
+    writes = [epoch for run, epoch in sink.epoch_writes if run == "resumable"]
+    assert writes == [1, 2, 3, 4, 5]  # the second process began at epoch 3: nothing redone
+    assert [r.epoch for r in sink.history("resumable")] == [1, 2, 3, 4, 5]
+    assert len(sink.starts) == 2 and {s.run_id for s in sink.starts} == {"resumable"}
+
+
+def test_resume_with_another_config_is_refused() -> None:
+    sink = MemorySink()
+    with pytest.raises(KeyboardInterrupt):
+        execute(tiny_config(), sink=sink, run_id="r1", callbacks=[Preemption(after_epoch=1)])
+    changed = tiny_config(optimizer={"learning_rate": 0.01})
+    with pytest.raises(ConfigError, match="different|another|hash"):
+        execute(changed, sink=sink, run_id="r1")
+    assert len(sink.starts) == 1
+
+
+def test_two_runs_with_the_same_seed_give_the_same_metrics() -> None:
+    sink = MemorySink()
+    first = execute(tiny_config(train={"epochs": 2}), sink=sink)
+    second = execute(tiny_config(train={"epochs": 2}), sink=sink)
+    losses = [[r.val_loss for r in sink.history(o.run_id)] for o in (first, second)]
+    assert losses[0] == losses[1]
+    assert first.finish.test_accuracy == second.finish.test_accuracy
+
+
+def test_piecewise_stages_set_the_rate_of_each_epoch() -> None:
+    config = tiny_config(
+        train={"epochs": 3},
+        schedule={
+            "name": "piecewise",
+            "stages": [{"epochs": 1, "learning_rate": 0.01}, {"epochs": 2, "learning_rate": 0.001}],
+        },
+    )
+    sink = MemorySink()
+    outcome = execute(config, sink=sink)
+    rates = [r.learning_rate for r in sink.history(outcome.run_id)]
+    assert rates == pytest.approx([0.01, 0.001, 0.001])
+
+
+def test_cosine_warms_up_linearly_then_decays_to_the_floor() -> None:
+    schedule = ScheduleConfig(name="cosine", warmup_epochs=1, min_learning_rate=0.001)
+    rate = learning_rate_for(schedule, 0.1, epochs=5, steps_per_epoch=10)
+    curve = [rate_at(rate, step) for step in range(51)]
+    assert curve[0] == pytest.approx(0.1 / 25)
+    assert np.all(np.diff(curve[:11]) > 0) and curve[10] == pytest.approx(0.1)
+    assert np.all(np.diff(curve[10:]) <= 1e-9)
+    assert curve[50] == pytest.approx(0.001, rel=1e-3)
+    assert curve[30] == pytest.approx(0.001 + 0.099 * 0.5, rel=1e-3)  # halfway: the mean
+
+
+def test_one_cycle_rises_to_the_peak_then_falls_near_zero() -> None:
+    schedule = ScheduleConfig(name="one_cycle", peak_fraction=0.25)
+    rate = learning_rate_for(schedule, 0.2, epochs=4, steps_per_epoch=25)
+    curve = np.array([rate_at(rate, step) for step in range(101)])
+    assert curve[0] == pytest.approx(0.2 / 25)
+    assert int(curve.argmax()) == 25 and curve.max() == pytest.approx(0.2)
+    assert curve[100] == pytest.approx(0.2 / 25 / 1e4, abs=1e-7)
+    assert curve[62] == pytest.approx(0.2 + (curve[100] - 0.2) * 37 / 75, rel=1e-4)
+
+
+def test_constant_and_plateau_start_from_the_optimizer_rate() -> None:
+    for name in ("constant", "plateau"):
+        rate = learning_rate_for(ScheduleConfig(name=name), 0.05, epochs=3, steps_per_epoch=4)
+        assert rate == 0.05
+
+
+def _compiled_tiny_model() -> keras.Model:
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(inputs))
+    model.compile(keras.optimizers.Adam(0.1), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_plateau_halves_the_rate_and_keeps_its_counter_across_a_restart() -> None:
+    model = _compiled_tiny_model()
+    plateau = ResumablePlateau(None, monitor="val_loss", factor=0.5, patience=2)
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    for epoch, loss in enumerate([1.0, 1.0]):
+        plateau.on_epoch_end(epoch, {"val_loss": loss})
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.1)
+    saved = json.loads(json.dumps(plateau.state()))
+
+    resumed = ResumablePlateau(saved, monitor="val_loss", factor=0.5, patience=2)
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    resumed.on_epoch_end(2, {"val_loss": 1.0})  # third epoch without improvement
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+
+
+def test_early_stopping_keeps_best_weights_across_a_restart(tmp_path) -> None:
+    run_dir = RunDirectory("es", root=tmp_path)
+    run_dir.checkpoint_dir.mkdir(parents=True)
+    model = _compiled_tiny_model()
+    stopping = ResumableEarlyStopping(
+        run_dir, None, monitor="val_loss", patience=2, restore_best_weights=True
+    )
+    stopping.set_model(model)
+    stopping.on_train_begin()
+    stopping.on_epoch_end(0, {"val_loss": 0.5})
+    best = [w.copy() for w in model.get_weights()]
+    model.set_weights([w + 1.0 for w in best])
+    stopping.on_epoch_end(1, {"val_loss": 0.9})
+    saved = json.loads(json.dumps(stopping.state()))
+
+    resumed = ResumableEarlyStopping(
+        run_dir, saved, monitor="val_loss", patience=2, restore_best_weights=True
+    )
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    resumed.on_epoch_end(2, {"val_loss": 0.8})
+    assert model.stop_training  # wait reached 2 counting the epoch before the restart
+    resumed.on_train_end()
+    for got, want in zip(model.get_weights(), best, strict=True):
+        np.testing.assert_allclose(got, want)
+
+
+def test_early_stopping_ends_a_run_and_restores_its_best_epoch() -> None:
+    config = tiny_config(
+        train={"epochs": 12, "early_stopping": {"monitor": "val_loss", "patience": 1}},
+        optimizer={"learning_rate": 0.05},
+    )
+    sink = MemorySink()
+    outcome = execute(config, sink=sink)
+    history = sink.history(outcome.run_id)
+    assert len(history) < 12
+    best = min(history, key=lambda r: r.val_loss)
+    assert outcome.finish.best_epoch == best.epoch
+    assert outcome.finish.val_loss == pytest.approx(best.val_loss, rel=0.05)
+
+
+def test_label_smoothing_matches_categorical_crossentropy_on_one_hot_labels() -> None:
+    labels = np.array([0, 2, 1])
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]], "float32")
+    got = SparseSmoothedCrossentropy(0.2)(labels, probabilities)
+    want = keras.losses.CategoricalCrossentropy(label_smoothing=0.2)(
+        np.eye(3)[labels], probabilities
+    )
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    plain = SparseSmoothedCrossentropy(0.0)(labels, probabilities)
+    expected = -np.mean(np.log(probabilities[np.arange(3), labels]))
+    assert float(plain) == pytest.approx(expected, rel=1e-5)
+
+
+def test_optimizers_follow_the_config() -> None:
+    sgd = training.build_optimizer(
+        OptimizerConfig(name="sgd", momentum=0.9, nesterov=True, learning_rate=0.1), 0.1
+    )
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.9
+    adamw = training.build_optimizer(OptimizerConfig(name="adamw", weight_decay=0.01), 0.001)
+    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == 0.01
+    adam = training.build_optimizer(OptimizerConfig(name="adam"), 0.001)
+    assert type(adam) is keras.optimizers.Adam
+
+
+def test_l2_weight_decay_penalises_kernels_only() -> None:
+    model = _compiled_tiny_model()
+    training.apply_l2(model, 0.01)
+    kernel, bias = model.get_layer("out").kernel, model.get_layer("out").bias
+    assert kernel.regularizer is not None and bias.regularizer is None
+    expected = 0.005 * float(np.sum(np.square(kernel.numpy())))
+    assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_xla_and_mixed_precision_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config(train={"xla": True, "mixed_precision": True})
+    with training.precision_policy(True):
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"  # no GPU here
+        model = _compiled_tiny_model()
+    assert keras.config.dtype_policy().name == "float32"
+    assert model.get_layer("out").dtype_policy.name == "mixed_bfloat16"
+    asked: dict = {}
+    compile_model = model.compile
+    # Keras silently drops XLA once op determinism is on in this process: record the request.
+    monkeypatch.setattr(model, "compile", lambda **kw: (asked.update(kw), compile_model(**kw)))
+    training.compile_phase(model, config, training.phases(config, model)[0], steps_per_epoch=1)
+    assert asked["jit_compile"] is True
+
+
+def test_fine_tune_needs_a_model_with_a_base() -> None:
+    sink = MemorySink()
+    config = tiny_config(train={"fine_tune": {"epochs": 1, "learning_rate": 1e-4}})
+    with pytest.raises(ConfigError, match="train.fine_tune"):
+        execute(config, sink=sink)
+    assert sink.starts == []  # refused before anything was written
+
+
+def test_two_phases_number_epochs_on_and_resume_inside_the_fine_tune_phase(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("cifar_ops.models.build_model", nested_base_model)
+    fine_tune = {"epochs": 2, "learning_rate": 1e-4, "unfreeze_layers": 2}
+    config = tiny_config(train={"epochs": 2, "fine_tune": fine_tune})
+    sink = MemorySink()
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, sink=sink, run_id="two-phase", callbacks=[Preemption(after_epoch=3)])
+    outcome = execute(config, sink=sink, run_id="two-phase")
+    history = sink.history("two-phase")
+    phases = [(r.epoch, r.phase) for r in history]
+    assert phases == [(1, "train"), (2, "train"), (3, "fine_tune"), (4, "fine_tune")]
+    assert [e for _, e in sink.epoch_writes] == [1, 2, 3, 4]
+    assert [r.learning_rate for r in history[2:]] == pytest.approx([1e-4, 1e-4])
+    model = keras.saving.load_model(outcome.model_path, compile=False)
+    trainable = {layer.name: layer.trainable for layer in model.get_layer("base").layers}
+    assert trainable == {"conv1": False, "bn1": False, "conv2": True, "pool": True}
+
+
+@pytest.mark.slow
+def test_a_real_transfer_model_fine_tunes_its_tail() -> None:
+    config = tiny_config(
+        data={"image_size": 32, "synthetic_images": 160},
+        model={"name": "mobilenetv2", "input_size": 32, "weights": "none"},
+        train={
+            "epochs": 1,
+            "fine_tune": {"epochs": 1, "learning_rate": 1e-4, "unfreeze_layers": 5},
+        },
+    )
+    sink = MemorySink()
+    outcome = execute(config, sink=sink)
+    history = sink.history(outcome.run_id)
+    assert [(r.epoch, r.phase) for r in history] == [(1, "train"), (2, "fine_tune")]
+    model = keras.saving.load_model(outcome.model_path, compile=False)
+    trainable = [layer.trainable for layer in model.get_layer("base").layers]
+    assert any(trainable) and not all(trainable)
+
+
+def test_a_diverging_run_is_failed_with_nan_kept() -> None:
+    config = tiny_config(optimizer={"name": "sgd", "learning_rate": 1e12}, train={"epochs": 3})
+    sink = MemorySink()
+    outcome = execute(config, sink=sink)
+    assert outcome.status == "failed"
+    assert "loss became nan" in (sink.finishes[outcome.run_id].reason or "").lower()
+    assert math.isnan(sink.history(outcome.run_id)[-1].loss)
