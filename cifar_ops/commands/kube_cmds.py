@@ -95,7 +95,7 @@ def status(
     table = Table("run", "experiment", "job", "index", "job state", "pod", "warehouse", "status")
     for row in rows:
         index = "" if row.completion_index is None else str(row.completion_index)
-        shown = row.status + (" (updated)" if row.reconciled else "")
+        shown = row.status + ("*" if row.reconciled else "")
         table.add_row(
             row.run_id[:12],
             row.experiment,
@@ -109,7 +109,8 @@ def status(
     console.print(table)
     for row in rows:
         if row.reason and row.status == "failed":
-            console.print(f"{row.run_id[:12]}: {row.reason}", soft_wrap=True)
+            marked = " (* marked failed in the warehouse)" if row.reconciled else ""
+            console.print(f"{row.run_id[:12]}: {row.reason}{marked}", soft_wrap=True)
 
 
 def logs(

@@ -38,6 +38,11 @@ def require_kubeconfig() -> None:
     )
 
 
+def _kubeconfig_argument() -> str:
+    """The client reads $KUBECONFIG once, at import: pass the current value every time."""
+    return os.pathsep.join(str(path) for path in kubeconfig_paths())
+
+
 @dataclass
 class Cluster:
     """API clients of one cluster and the namespace commands act in."""
@@ -68,9 +73,10 @@ def connect(namespace: str | None = None) -> Cluster:
         default_namespace = _IN_CLUSTER_NAMESPACE.read_text().strip()
         return Cluster(client.ApiClient(configuration), namespace or default_namespace)
     require_kubeconfig()
+    files = _kubeconfig_argument()
     try:
-        api_client = config.new_client_from_config()
-        _, active = config.list_kube_config_contexts()
+        api_client = config.new_client_from_config(config_file=files)
+        _, active = config.list_kube_config_contexts(config_file=files)
     except config.ConfigException as exc:
         raise SubmitError(f"cannot use the kubeconfig: {exc}") from None
     context_namespace = (active or {}).get("context", {}).get("namespace")
@@ -82,7 +88,7 @@ def kubeconfig_namespace() -> str | None:
     from kubernetes import config
 
     try:
-        _, active = config.list_kube_config_contexts()
+        _, active = config.list_kube_config_contexts(config_file=_kubeconfig_argument())
     except (config.ConfigException, OSError):
         return None
     return (active or {}).get("context", {}).get("namespace")

@@ -71,8 +71,11 @@ def deadline_passed(job: dict[str, Any], now: datetime) -> bool:
     return bool(deadline and started and now > started + timedelta(seconds=int(deadline)))
 
 
-def index_state(job: dict[str, Any], index: int, now: datetime) -> IndexState:
-    """State of one completion index of a Job: terminal conditions first, then the deadline."""
+def index_state(
+    job: dict[str, Any], index: int, now: datetime, pod: dict[str, Any] | None = None
+) -> IndexState:
+    """State of one completion index of a Job: terminal conditions first, then the deadline,
+    then (an Indexed Job runs only `parallelism` indexes at once) the index's newest pod."""
     status = job.get("status") or {}
     indexed = (job.get("spec") or {}).get("completionMode") == "Indexed"
     if indexed and index in parse_indexes(status.get("completedIndexes")):
@@ -89,6 +92,9 @@ def index_state(job: dict[str, Any], index: int, now: datetime) -> IndexState:
     if deadline_passed(job, now):
         deadline = job["spec"]["activeDeadlineSeconds"]
         return IndexState("failed", f"DeadlineExceeded: ran past activeDeadlineSeconds={deadline}")
+    if indexed:
+        phase = ((pod or {}).get("status") or {}).get("phase")
+        return IndexState("running" if phase == "Running" else "pending")
     if (status.get("active") or 0) > 0 or (status.get("ready") or 0) > 0:
         return IndexState("running")
     return IndexState("pending")

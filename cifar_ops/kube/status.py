@@ -12,7 +12,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cifar_ops.kube.cluster import Cluster, call
-from cifar_ops.kube.jobstate import index_state, latest_pod, pod_summary, run_ids_of
+from cifar_ops.kube.jobstate import (
+    IndexState,
+    index_state,
+    latest_pod,
+    pod_summary,
+    run_ids_of,
+)
 from cifar_ops.kube.naming import LABEL_EXPERIMENT, LABEL_JOB_NAME, training_selector
 
 SETTLED = frozenset({"succeeded", "failed", "cancelled"})
@@ -62,16 +68,14 @@ def build_status_rows(
         job_pods = [pod for pod in pods if _job_of(pod) == name]
         for index, run_id in sorted(run_ids_of(job).items()):
             seen.add(run_id)
-            state = index_state(job, index, now)
+            pod = latest_pod(job_pods, index)
+            state = index_state(job, index, now, pod)
             run = by_run.get(run_id)
-            rows.append(
-                _row(run_id, experiment, name, index, state.state, state.reason, job_pods, run)
-            )
+            rows.append(_row(run_id, experiment, name, index, state, pod, run))
     for run in runs:
         if run.run_id not in seen and run.executor == "kubernetes":
-            rows.append(
-                _row(run.run_id, run.experiment, run.job_name, None, "missing", None, [], run)
-            )
+            missing = IndexState("missing")
+            rows.append(_row(run.run_id, run.experiment, run.job_name, None, missing, None, run))
     return rows
 
 
@@ -85,25 +89,24 @@ def _row(
     experiment: str,
     job_name: str | None,
     index: int | None,
-    job_state: str,
-    job_reason: str | None,
-    pods: list[dict[str, Any]],
+    state: IndexState,
+    pod: dict[str, Any] | None,
     run: Any,
 ) -> RunStatusRow:
+    job_state, job_reason = state.state, state.reason
     warehouse = run.status if run is not None else None
     status, reason = warehouse or job_state, getattr(run, "status_reason", None)
     if job_state == "failed" and warehouse not in SETTLED:
         status, reason = "failed", job_reason
     elif warehouse is None or (job_state == "running" and warehouse in ("queued", "preempted")):
         status = job_state
-    pod = pod_summary(latest_pod(pods, index)) if index is not None else "-"
     return RunStatusRow(
         run_id=run_id,
         experiment=experiment or getattr(run, "experiment", ""),
         job_name=job_name,
         completion_index=index,
         job_state=job_state,
-        pod=pod,
+        pod=pod_summary(pod),
         warehouse_status=warehouse,
         status=status,
         reason=reason,

@@ -1,0 +1,268 @@
+"""`status`, `logs` and `cancel` through the CLI and the real `kubernetes` client, against kmock's
+HTTP-level fake Kubernetes API (seeded with Jobs the chart renders) and a real SQLite warehouse.
+The assertions are on the requests the fake received: paths, label selectors, delete options."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cifar_ops.cli import app
+from cifar_ops.config import load_config
+from cifar_ops.kube import helm
+from cifar_ops.kube.naming import training_selector
+from cifar_ops.kube.values import SubmissionPlan, build_plan, build_run_starts, build_values
+from cifar_ops.warehouse.store import Store, open_store
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.asyncio
+NAMESPACE = "ml"
+GRID = REPO / "jobs" / "configs" / "grids" / "conv4_sgd.yaml"
+JOBS = kmock.resource("batch/v1/jobs")
+PODS = kmock.resource("v1/pods")
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": server}}],
+                "users": [{"name": "me", "user": {"token": "not-a-secret"}}],
+                "contexts": [
+                    {
+                        "name": "fake",
+                        "context": {"cluster": "fake", "user": "me", "namespace": NAMESPACE},
+                    }
+                ],
+                "current-context": "fake",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def env(
+    kmock: kmock.KubernetesEmulator,
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Store:
+    """KUBECONFIG at the fake (namespace `ml` from its context) and the warehouse at SQLite."""
+    monkeypatch.setenv("PATH", f"{REPO / '.tools' / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))))
+    monkeypatch.setenv("CIFAR_OPS_DATABASE_URL", sqlite_url)
+    # a real API server filters lists by label selector; the emulator does not, so do it here
+    kmock[kmock.action.LIST, JOBS] << (lambda request: _listing(kmock, JOBS, request))
+    kmock[kmock.action.LIST, PODS] << (lambda request: _listing(kmock, PODS, request))
+    return open_store(sqlite_url)
+
+
+def _listing(fake: Any, resource: Any, request: Any) -> dict[str, Any]:
+    wanted = dict(
+        part.split("=", 1) for part in request.params.get("labelSelector", "").split(",") if part
+    )
+    items = [
+        obj.raw
+        for (res, _namespace, _name), obj in fake.objects.items()
+        if res == resource and not obj.deleted
+        if wanted.items() <= (obj.raw["metadata"].get("labels") or {}).items()
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "metadata": {"resourceVersion": "1"},
+        "items": items,
+    }
+
+
+def submitted(store: Store, config: Path) -> tuple[SubmissionPlan, dict[str, Any]]:
+    """What `submit` leaves behind: queued runs, and the Job the chart renders for them."""
+    plan = build_plan(load_config(config))
+    store.register_queued(build_run_starts(plan))
+    docs = yaml.safe_load_all(helm.template(plan.release, build_values(plan), NAMESPACE))
+    (job,) = [d for d in docs if d and d["kind"] == "Job"]
+    job["metadata"]["namespace"] = NAMESPACE
+    return plan, job
+
+
+def add_job(fake: Any, job: dict[str, Any], status: dict[str, Any]) -> None:
+    fake.objects[JOBS, NAMESPACE, job["metadata"]["name"]] = {**job, "status": status}
+
+
+def add_pod(fake: Any, job: dict[str, Any], index: int, phase: str, created: str) -> str:
+    name = f"{job['metadata']['name']}-{index}-{created[-2:]}"
+    labels = {
+        **job["spec"]["template"]["metadata"]["labels"],
+        "batch.kubernetes.io/job-name": job["metadata"]["name"],
+        "batch.kubernetes.io/job-completion-index": str(index),
+    }
+    fake.objects[PODS, NAMESPACE, name] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": labels,
+            "creationTimestamp": created,
+        },
+        "spec": {"containers": [{"name": "trainer", "image": "x"}]},
+        "status": {"phase": phase},
+    }
+    return name
+
+
+async def invoke(*args: str) -> Any:
+    """The CLI in a worker thread: the sync client must not block the fake's event loop."""
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args))
+
+
+def requests(fake: Any, method: str, path: str) -> list[Any]:
+    return [r for r in list(fake) if r.method.value == method and r.url.path == path]
+
+
+async def test_status_joins_job_indexes_pods_and_warehouse(kmock: Any, env: Store) -> None:
+    plan, job = submitted(env, GRID)
+    ids = [run.run_id for run in plan.runs]
+    env.set_status(ids[0], "succeeded")
+    env.set_status(ids[2], "running")  # its pod died silently: no more metrics, no finish_run
+    env.set_status(ids[3], "running")
+    status = {
+        "startTime": "2030-01-01T00:00:00Z",
+        "active": 1,
+        "completedIndexes": "0-1",
+        "failedIndexes": "2",
+    }
+    add_job(kmock, job, status)
+    add_pod(kmock, job, 3, "Pending", "2030-01-01T00:00:01Z")
+    add_pod(kmock, job, 3, "Running", "2030-01-01T00:05:02Z")  # the retry: the newest wins
+
+    result = await invoke("status", "conv4-sgd-grid", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["namespace"] == NAMESPACE  # from the kubeconfig's context
+    rows = {row["completion_index"]: row for row in payload["runs"]}
+    assert len(rows) == 24
+    assert rows[0]["status"] == "succeeded" and rows[0]["job_state"] == "succeeded"
+    assert rows[1]["job_state"] == "succeeded" and rows[1]["warehouse_status"] == "queued"
+    assert rows[2]["status"] == "failed" and rows[2]["reconciled"] is True
+    assert rows[3]["status"] == "running" and rows[3]["pod"] == "Running"
+    assert rows[4]["status"] == "queued" and rows[4]["job_state"] == "pending"  # no pod yet
+    # the Job's verdict was written back, so the warehouse no longer says running
+    assert env.get_run(ids[2]).summary.status == "failed"
+
+    selector = training_selector("conv4-sgd-grid")
+    (jobs_call,) = requests(kmock, "GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")
+    (pods_call,) = requests(kmock, "GET", f"/api/v1/namespaces/{NAMESPACE}/pods")
+    assert jobs_call.params["labelSelector"] == selector == pods_call.params["labelSelector"]
+
+
+async def test_status_fails_a_run_whose_job_passed_its_deadline(kmock: Any, env: Store) -> None:
+    plan, job = submitted(env, REPO / "jobs/configs/vgg10.yaml")
+    env.set_status(plan.runs[0].run_id, "running")
+    add_job(kmock, job, {"startTime": "2020-01-01T00:00:00Z", "active": 1})  # 86400 s long ago
+    result = await invoke("status", "vgg10")
+    assert result.exit_code == 0, result.output
+    run_id = plan.runs[0].run_id
+    assert f"{run_id[:12]}: DeadlineExceeded: ran past activeDeadlineSeconds=86400" in result.output
+    assert "marked failed in the warehouse" in result.output
+    assert env.get_run(plan.runs[0].run_id).summary.status == "failed"
+
+
+async def test_logs_follow_streams_the_newest_pod_of_the_runs_index(kmock: Any, env: Store) -> None:
+    plan, job = submitted(env, GRID)
+    add_job(kmock, job, {"startTime": "2030-01-01T00:00:00Z", "active": 2})
+    add_pod(kmock, job, 6, "Failed", "2030-01-01T00:00:01Z")
+    newest = add_pod(kmock, job, 6, "Running", "2030-01-01T00:09:09Z")
+    add_pod(kmock, job, 7, "Running", "2030-01-01T00:09:10Z")
+    log = kmock["get", PODS, kmock.subresource("log")]
+    log << kmock.headers({"Content-Type": "text/plain"}) << (b"epoch 1/30\n", b"epoch 2/30\n")
+
+    result = await invoke("logs", plan.runs[6].run_id[:10], "--follow")
+    assert result.exit_code == 0, result.output
+    assert result.output == "epoch 1/30\nepoch 2/30\n"
+    (log_call,) = requests(kmock, "GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{newest}/log")
+    assert log_call.params["follow"] == "true" and log_call.params["container"] == "trainer"
+    (pods_call,) = requests(kmock, "GET", f"/api/v1/namespaces/{NAMESPACE}/pods")
+    assert pods_call.params["labelSelector"] == (
+        f"batch.kubernetes.io/job-name={plan.job_name},batch.kubernetes.io/job-completion-index=6"
+    )
+
+
+async def test_logs_of_an_unknown_run_exits_5(kmock: Any, env: Store) -> None:
+    result = await invoke("logs", "0123abcd")
+    assert result.exit_code == 5
+    assert "no Job in namespace ml runs '0123abcd'" in result.output
+
+
+async def test_cancel_deletes_the_experiments_jobs_and_marks_runs_cancelled(
+    kmock: Any, env: Store
+) -> None:
+    plan, job = submitted(env, GRID)
+    other_plan, other_job = submitted(env, REPO / "jobs/configs/fast.yaml")
+    ids = [run.run_id for run in plan.runs]
+    env.set_status(ids[0], "succeeded")
+    env.set_status(ids[1], "running")
+    add_job(kmock, job, {"active": 4})
+    add_job(kmock, other_job, {"active": 1})
+
+    result = await invoke("cancel", "conv4-sgd-grid", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["jobs"] == [plan.job_name]
+    assert sorted(payload["cancelled_runs"]) == sorted(ids[1:])
+
+    (list_call,) = requests(kmock, "GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")
+    assert list_call.params["labelSelector"] == training_selector("conv4-sgd-grid")
+    (delete_call,) = [r for r in list(kmock) if r.method.value == "DELETE"]
+    assert delete_call.url.path == f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{plan.job_name}"
+    assert delete_call.data["propagationPolicy"] == "Foreground"
+    statuses = {run.run_id: run.status for run in env.list_runs(limit=None)}
+    assert statuses[ids[0]] == "succeeded"  # a finished run keeps its result
+    assert {statuses[i] for i in ids[1:]} == {"cancelled"}
+    assert statuses[other_plan.runs[0].run_id] == "queued"  # another experiment is untouched
+    assert (JOBS, NAMESPACE, other_job["metadata"]["name"]) in kmock.objects
+
+
+async def test_api_refusal_is_a_clear_error(kmock: Any, env: Store) -> None:
+    refusal = {"kind": "Status", "code": 403, "reason": "Forbidden"}
+    kmock["get", JOBS].override << 403 << refusal
+    result = await invoke("cancel", "conv4-sgd-grid")
+    assert result.exit_code == 5
+    assert "Kubernetes API refused to list Jobs: 403" in result.output
+    assert "RBAC" in result.output and "Traceback" not in result.output
+
+
+async def test_no_kubeconfig_is_a_clear_error(
+    kmock: Any, env: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    for command in (["status"], ["logs", "abc"], ["cancel", "x"]):
+        result = await invoke(*command)
+        assert result.exit_code == 5, result.output
+        assert "no kubeconfig found" in result.output and "KUBECONFIG" in result.output
+    assert list(kmock) == []
+
+
+async def test_unreachable_cluster_is_a_clear_error(
+    kmock: Any, env: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    kubeconfig = write_kubeconfig(tmp_path / "down", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    result = await invoke("status")
+    assert result.exit_code == 5
+    assert "cannot reach the Kubernetes API to list Jobs" in result.output
