@@ -309,8 +309,6 @@ class Chromium:
         self._ids = itertools.count(1)
 
     def __enter__(self) -> Chromium:
-        import websocket
-
         self.profile.mkdir(parents=True, exist_ok=True)
         self.log = (self.profile.parent / "chromium.log").open("w")
         self.process = subprocess.Popen(
@@ -321,29 +319,41 @@ class Chromium:
              "--window-size=1280,900", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=self.log,
         )  # fmt: skip
+        self.ws: Any = None
+        try:
+            self._connect()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _connect(self) -> None:
+        import websocket
+
         port_file = self.profile / "DevToolsActivePort"
         while not (port_file.exists() and len(port_file.read_text().split()) >= 2):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"chromium exited with {self.process.returncode}; see its log")
             self._check_time("start")
             time.sleep(0.05)
         port, path = port_file.read_text().split()[:2]
         self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=10)
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)[
-            "sessionId"
-        ]
+        attached = self.call("Target.attachToTarget", targetId=target, flatten=True)
+        self.session = attached["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable", session=True)
-        return self
 
     def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):  # already gone: the process is killed below anyway
-            self.call("Browser.close")
+        if self.ws is not None:
+            with contextlib.suppress(Exception):  # already gone: the process is killed below
+                self.call("Browser.close")
+            self.ws.close()
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
-        self.ws.close()
         self.log.close()
 
     def _check_time(self, doing: str) -> None:
