@@ -36,7 +36,8 @@ TRAIN_COLOUR, VAL_COLOUR, THIRD_COLOUR = "#2563eb", "#ea580c", "#16a34a"
 
 @contextmanager
 def _figure(width: float, height: float, *, ncols: int = 1) -> Iterator[tuple[Figure, list]]:
-    with plt.rc_context({**_STYLE, "svg.hashsalt": f"cifar-ops-{next(_COUNTER)}"}):
+    rc: dict[Any, Any] = {**_STYLE, "svg.hashsalt": f"cifar-ops-{next(_COUNTER)}"}
+    with plt.rc_context(rc):
         fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=False)
         try:
             yield fig, list(axes[0])
