@@ -1,0 +1,229 @@
+"""Training images/s: the project's tf.data pipeline against the seeds' numpy-generator baseline.
+
+Both train the same model (`simple_cnn`, seeds 003/004) with the same augmentation (seed 004's:
+flip, 15 degree rotation, 10% shifts, 10% zoom) on the same few thousand images of the shared
+CIFAR-10 JPEG set:
+
+- baseline, as the seeds did it: numpy arrays, a Python generator that augments each image of a
+  batch with scipy.ndimage affine transforms (what ImageDataGenerator does), `model.fit(generator)`;
+- pipeline: `load_dataset` + `make_pipeline` (uint8 cache, shuffle, Keras preprocessing layers in a
+  parallel map over whole batches, prefetch) + `model.fit(dataset)`.
+
+The first epoch of each fit is a warm-up (graph tracing, cache fill) and not counted; a fit's
+rate is the median of its timed epochs. Repeats alternate the order of the two methods.
+Run it with `nice -n 10 .venv/bin/python bench/train_throughput.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from cifar_ops import settings  # noqa: E402
+from cifar_ops.config import AugmentationConfig, DataConfig, SimpleCnnModel  # noqa: E402
+from cifar_ops.data import Split, load_dataset, make_pipeline  # noqa: E402
+from cifar_ops.models import build_model  # noqa: E402
+
+SHARED_ARCHIVE = Path("/work/shared/data/cifar10-train-jpeg.tar.gz")
+AUGMENTATION = AugmentationConfig(
+    flip=True, rotation=15, width_shift=0.1, height_shift=0.1, zoom=0.1
+)
+
+
+def extract_subset(archive: Path, per_class: int) -> Path:
+    """The first `per_class` JPEGs of each class, unpacked once into the data cache."""
+    target = settings.data_cache_dir() / "bench" / f"cifar10-jpeg-{per_class}"
+    done = target / ".complete"
+    if done.is_file():
+        return target
+    wanted = {f"/{i:04d}.jpg" for i in range(per_class)}
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar if m.isfile() and m.name[-9:] in wanted]
+        tar.extractall(target, members=members, filter="data")
+    done.touch()
+    return target
+
+
+# --- baseline: the seeds' way ------------------------------------------------------------------
+
+
+def augment_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One image through an ImageDataGenerator-style random affine transform (scipy.ndimage)."""
+    height, width = image.shape[:2]
+    theta = np.deg2rad(rng.uniform(-AUGMENTATION.rotation, AUGMENTATION.rotation))
+    shift_y = rng.uniform(-AUGMENTATION.height_shift, AUGMENTATION.height_shift) * height
+    shift_x = rng.uniform(-AUGMENTATION.width_shift, AUGMENTATION.width_shift) * width
+    zoom = rng.uniform(1 - AUGMENTATION.zoom, 1 + AUGMENTATION.zoom)
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    matrix = rotation * zoom
+    centre = np.array([height / 2 - 0.5, width / 2 - 0.5])
+    offset = centre - matrix @ centre + np.array([shift_y, shift_x])
+    out = np.empty_like(image)
+    for channel in range(image.shape[2]):
+        out[..., channel] = ndimage.affine_transform(
+            image[..., channel], matrix, offset=offset, order=1, mode="nearest"
+        )
+    if rng.uniform() < 0.5:
+        out = out[:, ::-1]
+    return out
+
+
+def numpy_batches(
+    split: Split, batch_size: int, seed: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Endless shuffled batches, augmented image by image in Python, as float32 [0, 255]."""
+    rng = np.random.default_rng(seed)
+    images = split.images.astype(np.float32)
+    while True:
+        order = rng.permutation(len(split))
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            batch = np.stack([augment_image(images[i], rng) for i in index])
+            yield batch, split.labels[index]
+
+
+# --- measurement ---------------------------------------------------------------------------
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def fresh_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = build_model(SimpleCnnModel(name="simple_cnn"))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def images_per_second(method: str, split: Split, batch_size: int, epochs: int, seed: int) -> float:
+    """Median training images/s over the epochs after the first (warm-up: tracing, cache fill).
+
+    The median, not the mean: the 2-core machine is shared, and one epoch that another process
+    slowed should not decide the result.
+    """
+    model = fresh_model()
+    timer = EpochTimer()
+    steps = -(-len(split) // batch_size)
+    if method == "baseline":
+        data = numpy_batches(split, batch_size, seed)
+        model.fit(data, steps_per_epoch=steps, epochs=epochs + 1, callbacks=[timer], verbose=0)
+    else:
+        data = make_pipeline(
+            split, batch_size=batch_size, training=True, augmentation=AUGMENTATION, seed=seed
+        )
+        model.fit(data, epochs=epochs + 1, callbacks=[timer], verbose=0)
+    return len(split) / statistics.median(timer.seconds[1:])
+
+
+def input_images_per_second(method: str, split: Split, batch_size: int, seed: int) -> float:
+    """Images/s of the augmented input alone (no model): the rate that bounds a fast accelerator."""
+    if method == "baseline":
+        batches: Iterator = numpy_batches(split, batch_size, seed)
+    else:
+        dataset = make_pipeline(
+            split, batch_size=batch_size, training=True, augmentation=AUGMENTATION, seed=seed
+        )
+        batches = iter(dataset.repeat())
+    next(batches)  # warm-up: tracing, threads
+    seen, started = 0, time.perf_counter()
+    while seen < 2 * len(split):
+        seen += len(next(batches)[1])
+    return seen / (time.perf_counter() - started)
+
+
+def _spread(values: list[float], digits: int = 1) -> dict[str, float]:
+    stdev = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": round(statistics.mean(values), digits), "stdev": round(stdev, digits)}
+
+
+def machine() -> dict[str, object]:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archive", type=Path, default=SHARED_ARCHIVE)
+    parser.add_argument("--per-class", type=int, default=400, help="JPEGs per class (10 classes)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    root = extract_subset(args.archive, args.per_class)
+    started = time.perf_counter()
+    config = DataConfig(source="folder", dir=str(root), test_split=0.1, validation_split=0.1)
+    train = load_dataset(config, seed=0).train
+    print(f"decoded {len(train)} training images in {time.perf_counter() - started:.1f} s")
+
+    methods = ("baseline", "pipeline")
+    rates: dict[str, dict[str, list[float]]] = {"train": {}, "input": {}}
+    for repeat in range(args.repeats):
+        for method in methods if repeat % 2 == 0 else methods[::-1]:
+            measured = {
+                "train": images_per_second(method, train, args.batch_size, args.epochs, repeat),
+                "input": input_images_per_second(method, train, args.batch_size, repeat),
+            }
+            for kind, rate in measured.items():
+                rates[kind].setdefault(method, []).append(rate)
+            print(
+                f"repeat {repeat + 1}: {method:8s} training {measured['train']:6.0f} images/s, "
+                f"input alone {measured['input']:6.0f} images/s",
+                flush=True,
+            )
+
+    summary: dict[str, object] = {
+        "images": len(train),
+        "batch_size": args.batch_size,
+        "timed_epochs": args.epochs,
+        "repeats": args.repeats,
+        "machine": machine(),
+    }
+    for kind, label in (("train", "training"), ("input", "input alone")):
+        ratios = [
+            p / b for p, b in zip(rates[kind]["pipeline"], rates[kind]["baseline"], strict=True)
+        ]
+        summary[kind] = {
+            **{f"{m}_images_per_s": _spread(rates[kind][m]) for m in methods},
+            "ratio": _spread(ratios, 2)
+            | {"min": round(min(ratios), 2), "max": round(max(ratios), 2)},
+        }
+        print(
+            f"{label}: pipeline / baseline = {statistics.mean(ratios):.2f}x "
+            f"(range {min(ratios):.2f}-{max(ratios):.2f} over {args.repeats} repeats)"
+        )
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
