@@ -141,6 +141,7 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
     command = [
         binary("prometheus-pushgateway"),
         f"--web.listen-address=127.0.0.1:{port}",
+        "--persistence.file=",  # Debian's default is /var/lib/prometheus/pushgateway.data
         "--log.level=warn",
     ]
     url = f"http://127.0.0.1:{port}"
@@ -197,3 +198,47 @@ def tiny_fit(callbacks: list[Any], *, epochs: int = 2, diverge: bool = False) ->
         callbacks=callbacks,
         verbose=0,
     )
+
+
+# --- the chart's dashboard and rules ----------------------------------------------------------
+
+DASHBOARD = (
+    Path(__file__).resolve().parent.parent / "charts/cifar-ops/files/dashboards/cifar-ops.json"
+)
+RULES = Path(__file__).resolve().parent.parent / "charts/cifar-ops/files/rules/cifar-ops.yaml"
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text())
+
+
+def dashboard_targets(kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """(panel title, target) of every query panel whose datasource type is `kind`."""
+    return [
+        (panel["title"], target)
+        for panel in dashboard()["panels"]
+        if panel["type"] != "row"
+        for target in panel["targets"]
+        if target["datasource"]["type"] == kind
+    ]
+
+
+def fill_variables(query: str, values: dict[str, str]) -> str:
+    """Substitute Grafana's `$name`, `${name}` and `${name:format}` as Grafana would here."""
+    import re
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        return values[name]
+
+    return re.sub(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)", one, query)
+
+
+def with_rule_interval(tmp_path: Path, interval: str) -> Path:
+    """A copy of the chart's rules file whose groups are evaluated every `interval`."""
+    doc = yaml.safe_load(RULES.read_text())
+    for group in doc["groups"]:
+        group["interval"] = interval
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path

@@ -58,6 +58,7 @@ class MetricsCallback(keras.callbacks.Callback):
         self._epoch_started = 0.0
         self._last_batch_end = 0.0
         self._batches_in_epoch = 0
+        self._epoch_rate: float | None = None
         self._push()
 
     @classmethod
@@ -87,6 +88,7 @@ class MetricsCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch_started = self._last_batch_end = time.perf_counter()
         self._batches_in_epoch = 0
+        self._epoch_rate = self._optimizer_rate()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.metrics.count_batch()
@@ -105,7 +107,7 @@ class MetricsCallback(keras.callbacks.Callback):
                 val_accuracy=as_float(
                     logs.get("val_accuracy", logs.get("val_sparse_categorical_accuracy"))
                 ),
-                learning_rate=self._learning_rate(logs),
+                learning_rate=self._epoch_rate,
                 seconds=seconds,
                 images_per_second=self._throughput(),
             )
@@ -154,11 +156,8 @@ class MetricsCallback(keras.callbacks.Callback):
             return None
         return images / seconds
 
-    def _learning_rate(self, logs: dict[str, Any]) -> float | None:
-        """The rate a scheduler logged, else the optimizer's current one."""
-        logged = as_float(logs.get("learning_rate"))
-        if logged is not None:
-            return logged
+    def _optimizer_rate(self) -> float | None:
+        """The rate in force now (schedules included), as the warehouse's epoch logger reads it."""
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None:
             return None

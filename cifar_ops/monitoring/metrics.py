@@ -78,7 +78,7 @@ class RunMetrics:
             "cifar_ops_val_accuracy", "Validation accuracy of the last epoch, ratio 0-1."
         )
         self.learning_rate = gauge(
-            "cifar_ops_learning_rate", "Optimizer learning rate at the end of the last epoch."
+            "cifar_ops_learning_rate", "Learning rate in force at the start of the last epoch."
         )
         self.images_per_second = gauge(
             "cifar_ops_images_per_second", "Training throughput of the last epoch, images/s."
@@ -128,6 +128,8 @@ class RunMetrics:
             if value is not None:
                 family.labels(**self.labels).set(value)
         self.epoch_duration.labels(**self.labels).observe(epoch.seconds)
+        # The epoch moves last, and is collected before the values: a scrape that reads epoch E
+        # also reads epoch E's values.
         self.epoch.labels(**self.labels).set(epoch.epoch)
         self.progress_time.labels(**self.labels).set(time.time())
 
