@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 import typer
+from rich.table import Column
 
 from cifar_ops.commands.output import JSON_OPTION, console, print_json
 
@@ -39,7 +40,7 @@ def list_runs(
     if not runs:
         console.print("no runs match")
         return
-    table = Table("run", "experiment", "trial", "model", "status", "epochs", "val acc")
+    table = Table(_run_column(), "experiment", "trial", "model", "status", "epochs", "val acc")
     for name in ("test acc", "gap", "started", "seconds"):
         table.add_column(name)
     for run in runs:
@@ -137,7 +138,7 @@ def compare(
     if as_json:
         print_json([_summary_json(run) for run in runs])
         return
-    table = Table("run", "model", "params", "status", "best epoch", "train acc", "val acc")
+    table = Table(_run_column(), "model", "params", "status", "best epoch", "train acc", "val acc")
     for name in ("test acc", "gap", "seconds"):
         table.add_column(name)
     best = max((r.test_accuracy for r in runs if r.test_accuracy is not None), default=None)
@@ -156,6 +157,11 @@ def compare(
             _num(run.duration_seconds, 0),
         )
     console.print(table)
+
+
+def _run_column() -> Column:
+    """The 8-digit prefix `show` accepts, never wrapped (a fresh Column: rich's hold cells)."""
+    return Column("run", no_wrap=True, min_width=8)
 
 
 def _summary_json(run: Any) -> dict[str, Any]:
