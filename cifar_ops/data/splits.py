@@ -107,6 +107,6 @@ def fingerprint(class_names: Sequence[str], splits: dict[str, Split]) -> str:
     for name in SPLIT_NAMES:
         split = splits[name]
         digest.update(f"|{name}|{split.images.shape}|".encode())
-        digest.update(np.ascontiguousarray(split.images, dtype=np.uint8))
-        digest.update(np.ascontiguousarray(split.labels, dtype=np.int64))
+        digest.update(np.ascontiguousarray(split.images, dtype=np.uint8).data)
+        digest.update(np.ascontiguousarray(split.labels, dtype=np.int64).data)
     return digest.hexdigest()
