@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from cifar_ops.errors import CifarOpsError
-
 
 def register(app: typer.Typer) -> None:
     app.command()(report)
@@ -54,4 +52,13 @@ def export(
     out_dir: Path = typer.Option(Path("export"), "--out", "-o"),
 ) -> None:
     """Write every reporting view to a file (for Power BI or pandas)."""
-    raise CifarOpsError("`cifar-ops export` is not built yet (issue #4)")
+    if fmt not in ("csv", "parquet"):
+        raise typer.BadParameter(f"{fmt!r} is not csv or parquet", param_hint="--format")
+    from cifar_ops.commands.output import console
+    from cifar_ops.warehouse import open_store
+    from cifar_ops.warehouse.export import export_views
+
+    with open_store() as store:
+        written = export_views(store, fmt, out_dir)
+    for path in written:
+        console.print(str(path))
