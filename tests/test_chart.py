@@ -3,6 +3,7 @@ the platform and per-experiment uses, and the promises submit makes (GPU, labels
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,7 +29,7 @@ SECRET_URL = "postgresql+psycopg2://trainer:hunter2@db.internal:5432/cifar"
 
 @pytest.fixture(autouse=True)
 def _helm_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", f"{REPO / '.tools' / 'bin'}:{Path('/usr/bin')}:{Path('/bin')}")
+    monkeypatch.setenv("PATH", f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}")
 
 
 def render(values: dict[str, Any], release: str = "cifar-ops") -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ JOB_COMPLETION_INDEX, and which exit code each failure gives the Job's podFailur
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ GRID = REPO / "jobs" / "configs" / "grids" / "conv4_sgd.yaml"
 
 @pytest.fixture(autouse=True)
 def _helm_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", f"{REPO / '.tools' / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}")
 
 
 def mount_config_map(plan: Any, run_dir: Path) -> Path:

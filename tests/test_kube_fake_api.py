@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Store:
     """KUBECONFIG at the fake (namespace `ml` from its context) and the warehouse at SQLite."""
-    monkeypatch.setenv("PATH", f"{REPO / '.tools' / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{REPO / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))))
     monkeypatch.setenv("CIFAR_OPS_DATABASE_URL", sqlite_url)
     # a real API server filters lists by label selector; the emulator does not, so do it here
