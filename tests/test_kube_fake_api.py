@@ -233,6 +233,21 @@ async def test_cancel_deletes_the_experiments_jobs_and_marks_runs_cancelled(
     assert {statuses[i] for i in ids[1:]} == {"cancelled"}
     assert statuses[other_plan.runs[0].run_id] == "queued"  # another experiment is untouched
     assert (JOBS, NAMESPACE, other_job["metadata"]["name"]) in kmock.objects
+    # it waited for the Job to be gone before marking the runs, so the pods' `preempted` is older
+    (gone_check,) = requests(kmock, "GET", delete_call.url.path)
+    assert gone_check.id > delete_call.id
+
+
+async def test_cancel_reports_jobs_still_terminating(kmock: Any, env: Store) -> None:
+    from cifar_ops.kube.cancel import cancel
+    from cifar_ops.kube.cluster import connect
+
+    plan, job = submitted(env, REPO / "jobs/configs/fast.yaml")
+    job["metadata"]["finalizers"] = ["batch.kubernetes.io/job-tracking"]  # pods still going
+    add_job(kmock, job, {"active": 1})
+    result = await asyncio.to_thread(lambda: cancel(connect(), "fast", env, wait_seconds=0))
+    assert result.still_terminating == [plan.job_name]
+    assert result.cancelled_runs == [plan.runs[0].run_id]
 
 
 async def test_api_refusal_is_a_clear_error(kmock: Any, env: Store) -> None:

@@ -147,3 +147,8 @@ def cancel(
         f"cancelled {experiment} in namespace {result.namespace}: deleted Job(s)"
         f" {', '.join(result.jobs) or 'none'}; {len(result.cancelled_runs)} run(s) marked cancelled"
     )
+    if result.still_terminating:
+        console.print(
+            f"still terminating: {', '.join(result.still_terminating)} (their pods may still"
+            " record `preempted`; run `cifar-ops cancel` again once they are gone)"
+        )

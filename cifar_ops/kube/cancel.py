@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cifar_ops.kube.cluster import Cluster, call
+from cifar_ops.kube.cluster import Cluster, api_errors, call
 from cifar_ops.kube.jobstate import run_ids_of
 from cifar_ops.kube.naming import training_selector
 from cifar_ops.kube.status import SETTLED, _plain
@@ -19,6 +20,7 @@ class CancelResult:
     namespace: str
     jobs: list[str] = field(default_factory=list)
     cancelled_runs: list[str] = field(default_factory=list)
+    still_terminating: list[str] = field(default_factory=list)  # Jobs not gone after the wait
 
 
 def build_delete_options(propagation: Propagation = "Foreground") -> Any:
@@ -29,13 +31,17 @@ def build_delete_options(propagation: Propagation = "Foreground") -> Any:
 
 
 def cancel(
-    cluster: Cluster, experiment: str, store: Any, propagation: Propagation = "Foreground"
+    cluster: Cluster,
+    experiment: str,
+    store: Any,
+    propagation: Propagation = "Foreground",
+    wait_seconds: float = 90.0,
 ) -> CancelResult:
     """Delete every training Job of the experiment; mark its open runs cancelled.
 
-    The pods get SIGTERM (and 30 s) first; the runner records `preempted`, then this marks the
-    runs `cancelled`. Checkpoints stay on their volume, so a new submit resumes nothing by
-    accident: it registers new run ids, skipping only trials that succeeded.
+    The pods get SIGTERM (and 30 s) first and their runner records `preempted`; so this waits
+    (up to `wait_seconds`) for the Jobs to be gone before it marks the runs `cancelled`, which
+    then stays. A later submit registers new run ids, skipping only trials that succeeded.
     """
     jobs = call(
         "list Jobs",
@@ -55,9 +61,31 @@ def cancel(
         )
         deleted.append(name)
         run_ids.update(run_ids_of(job).values())
+    with api_errors("wait for the deleted Jobs to go"):
+        remaining = wait_until_gone(cluster, deleted, wait_seconds)
     cancelled = []
     for run in store.list_runs(experiment=experiment, limit=None):
         if run.status not in SETTLED and (run.run_id in run_ids or run.executor == "kubernetes"):
             store.set_status(run.run_id, "cancelled", "cancelled by `cifar-ops cancel`")
             cancelled.append(run.run_id)
-    return CancelResult(experiment, cluster.namespace, deleted, cancelled)
+    return CancelResult(experiment, cluster.namespace, deleted, cancelled, remaining)
+
+
+def wait_until_gone(cluster: Cluster, names: list[str], wait_seconds: float) -> list[str]:
+    """Poll the deleted Jobs until the API no longer has them; the ones still there."""
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + wait_seconds
+    remaining = list(names)
+    while remaining:
+        for name in list(remaining):
+            try:
+                cluster.batch.read_namespaced_job(name, cluster.namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                remaining.remove(name)
+        if not remaining or time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    return remaining
