@@ -93,8 +93,11 @@ def evaluation(
         tp = matrix[i, i]
         tn = n - matrix[i, :].sum() - matrix[:, i].sum() + tp
         metrics.append(
-            ClassMetric(i, name, precision[i], recall[i], f1[i], int(support[i]), (tp + tn) / n)
-        )
+            ClassMetric(
+                i, name, float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]),
+                float((tp + tn) / n),
+            )
+        )  # fmt: skip
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
     correct = true == predicted
