@@ -85,7 +85,7 @@ def execute(
             param_count=int(model.count_params()),
             started_at=datetime.now(UTC),
         )
-        monitor = _metrics_callback(config, start)
+        monitor = _metrics_callback(config, start, len(dataset.train))
         all_callbacks = [*callbacks, *([monitor] if monitor else [])]
         status = "failed"
         sink.start_run(start)
@@ -189,12 +189,12 @@ def _stamped(finish: RunFinish) -> RunFinish:
     return replace(finish, finished_at=datetime.now(UTC))
 
 
-def _metrics_callback(config: RunConfig, start: RunStart) -> Any:
+def _metrics_callback(config: RunConfig, start: RunStart, train_images: int) -> Any:
     if config.monitoring.port is None and not config.monitoring.pushgateway:
         return None
     from cifar_ops.monitoring import MetricsCallback
 
-    return MetricsCallback.from_config(config.monitoring, start)
+    return MetricsCallback.from_config(config.monitoring, start, train_images=train_images)
 
 
 @contextlib.contextmanager
@@ -313,7 +313,10 @@ def _failed_outcome(run_id: str, trial: Trial, exc: BaseException) -> RunOutcome
 
 
 def _default_sink_factory(sink: RunSink) -> Callable[[], RunSink]:
-    url = getattr(sink, "url", None)
+    """Reopen the same warehouse in a worker: from the sink's engine (password kept) or url."""
+    engine = getattr(sink, "engine", None)
+    url = engine.url.render_as_string(hide_password=False) if engine is not None else None
+    url = url or getattr(sink, "url", None)
     if url is None:
         raise TypeError("parallel trials need a sink_factory, or a sink with a `url` to reopen")
     from cifar_ops.warehouse.store import open_store

@@ -1,13 +1,20 @@
-"""`run`, `evaluate`, `predict`: train and use models on this machine (bodies: issue #3)."""
+"""`run`, `evaluate`, `predict`: train and use models on this machine.
+
+Each parses, calls one package function (runner, inference) and renders with rich or `--json`;
+TensorFlow and the warehouse are imported inside the commands so `--help` stays fast.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.table import Column, Table
 
-from cifar_ops.commands.output import JSON_OPTION
-from cifar_ops.errors import CifarOpsError
+from cifar_ops.commands.output import JSON_OPTION, console, err_console, print_json
+from cifar_ops.errors import ConfigError
 
 CONFIG_OPTION = typer.Option(..., "--config", "-c", help="Run or search config YAML.")
 SET_OPTION = typer.Option(None, "--set", help="Override a config key: --set train.epochs=3.")
@@ -29,7 +36,54 @@ def run(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Train a config here (a search runs its trials) and log it to the warehouse."""
-    raise CifarOpsError("`cifar-ops run` is not built yet (issue #3)")
+    from cifar_ops import settings
+    from cifar_ops.config import SearchConfig, load_config
+
+    extra = list(overrides or [])
+    if data_dir is not None:
+        extra.append(f"data.dir={json.dumps(str(data_dir))}")
+    if metrics_port is not None:
+        extra.append(f"monitoring.port={metrics_port}")
+    loaded = load_config(config, extra)
+    if isinstance(loaded, SearchConfig):
+        if run_id is not None:
+            raise ConfigError(
+                "--run-id names one run; a search gives each trial its own", path=str(config)
+            )
+        if metrics_port is not None and parallel > 1:
+            raise ConfigError(
+                "--metrics-port serves one run at a time; drop it or --parallel", path=str(config)
+            )
+    from functools import partial
+
+    from cifar_ops import runner
+    from cifar_ops.progress import RichProgress
+    from cifar_ops.warehouse.store import open_store
+
+    url = settings.database_url()
+    progress = [] if as_json else [RichProgress(err_console)]
+    try:
+        with open_store(url) as store:
+            if isinstance(loaded, SearchConfig):
+                outcomes = runner.execute_search(
+                    loaded,
+                    sink=store,
+                    parallel=parallel,
+                    sink_factory=partial(open_store, url),
+                    callbacks=progress,
+                )
+            else:
+                outcomes = [runner.execute(loaded, sink=store, run_id=run_id, callbacks=progress)]
+    finally:
+        for callback in progress:
+            callback.close()
+    payloads = [_outcome_json(outcome) for outcome in outcomes]
+    if as_json:
+        print_json(payloads if isinstance(loaded, SearchConfig) else payloads[0])
+    else:
+        _print_outcomes(payloads, skipped=_skipped(loaded, outcomes))
+    if any(outcome.status != "succeeded" for outcome in outcomes):
+        raise typer.Exit(1)
 
 
 def evaluate(
@@ -39,7 +93,44 @@ def evaluate(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Evaluate a saved model on a dataset: accuracy, loss and per-class metrics."""
-    raise CifarOpsError("`cifar-ops evaluate` is not built yet (issue #3)")
+    from cifar_ops.inference import evaluate_saved_model, load_saved_model
+
+    saved = load_saved_model(model)
+    record = evaluate_saved_model(saved, data_dir, split)
+    payload = {
+        "model": str(model),
+        "split": record.split,
+        "images": int(record.confusion.sum()),
+        "accuracy": record.accuracy,
+        "loss": record.loss,
+        "expected_calibration_error": record.expected_calibration_error,
+        "classes": [
+            {
+                "name": m.class_name,
+                "precision": m.precision,
+                "recall": m.recall,
+                "f1": m.f1,
+                "support": m.support,
+                "accuracy": m.accuracy,
+            }
+            for m in record.class_metrics
+        ],
+        "confusion_matrix": record.confusion.tolist(),
+    }
+    if as_json:
+        print_json(payload)
+        return
+    console.print(
+        f"[bold]{model}[/bold] on {payload['images']} {split} images: "
+        f"accuracy {record.accuracy:.2%}, loss {record.loss:.4f}, "
+        f"ECE {record.expected_calibration_error:.4f}"
+    )
+    table = Table("class", "precision", "recall", "f1", "support")
+    for m in record.class_metrics:
+        table.add_row(
+            m.class_name, f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", str(m.support)
+        )
+    console.print(table)
 
 
 def predict(
@@ -48,4 +139,76 @@ def predict(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Class probabilities for image files, resized to the model's input."""
-    raise CifarOpsError("`cifar-ops predict` is not built yet (issue #3)")
+    from cifar_ops.inference import load_saved_model, predict_files
+
+    saved = load_saved_model(model)
+    predictions = predict_files(saved, list(images))
+    if as_json:
+        print_json([p.__dict__ for p in predictions])
+        return
+    for p in predictions:
+        console.print(
+            f"[bold]{p.path}[/bold] ({p.width}x{p.height} {p.mode}): "
+            f"[green]{p.predicted}[/green] {p.confidence:.1%}"
+        )
+        table = Table("class", "probability")
+        ranked = sorted(p.probabilities.items(), key=lambda item: -item[1])
+        for name, probability in ranked[:5]:
+            table.add_row(name, f"{probability:.2%}")
+        console.print(table)
+
+
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    finish = outcome.finish
+    metrics = {
+        key: getattr(finish, key)
+        for key in (
+            "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+            "test_loss", "test_accuracy", "overfitting_gap",
+        )
+    }  # fmt: skip
+    return {
+        "run_id": outcome.run_id,
+        "status": outcome.status,
+        "trial_index": outcome.trial_index,
+        "reason": finish.reason,
+        "best_epoch": finish.best_epoch,
+        "param_count": finish.param_count,
+        "metrics": metrics,
+        "model_path": str(outcome.model_path) if outcome.model_path else None,
+    }
+
+
+def _skipped(loaded: Any, outcomes: list[Any]) -> int:
+    trials = getattr(loaded, "trials", None)
+    return len(trials) - len(outcomes) if trials is not None else 0
+
+
+def _print_outcomes(payloads: list[dict[str, Any]], *, skipped: int) -> None:
+    table = Table(Column("run", no_wrap=True, min_width=8), "trial")
+    table.add_column("status", no_wrap=True)
+    for name in ("best epoch", "val acc", "test acc", "test loss", "gap"):
+        table.add_column(name)
+    for p in payloads:
+        m = p["metrics"]
+        table.add_row(
+            p["run_id"][:8],
+            "-" if p["trial_index"] is None else str(p["trial_index"]),
+            p["status"] if p["status"] == "succeeded" else f"[red]{p['status']}[/red]",
+            "-" if p["best_epoch"] is None else str(p["best_epoch"]),
+            _pct(m["val_accuracy"]),
+            _pct(m["test_accuracy"]),
+            "-" if m["test_loss"] is None else f"{m['test_loss']:.4f}",
+            _pct(m["overfitting_gap"]),
+        )
+    console.print(table)
+    for p in payloads:
+        console.print(f"{p['run_id']}: {p['model_path'] or p['reason']}", highlight=False)
+    if skipped:
+        console.print(
+            f"{skipped} trial(s) skipped: their config already succeeded in this experiment"
+        )
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
