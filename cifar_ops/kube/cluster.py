@@ -27,14 +27,13 @@ def in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and _IN_CLUSTER_NAMESPACE.exists()
 
 
-def require_kubeconfig() -> None:
+def require_kubeconfig(hint: str = "") -> None:
     """Fail early, before anything is written, when no cluster is configured."""
     if in_cluster() or any(path.is_file() for path in kubeconfig_paths()):
         return
     shown = ", ".join(str(p) for p in kubeconfig_paths())
     raise SubmitError(
-        f"no kubeconfig found ({shown}): set KUBECONFIG to your cluster's kubeconfig file,"
-        " or use --dry-run to only print the manifests"
+        f"no kubeconfig found ({shown}): set KUBECONFIG to your cluster's kubeconfig file{hint}"
     )
 
 

@@ -45,7 +45,7 @@ def submit(
 
     helm.find_helm()
     helm.chart_dir()
-    cluster.require_kubeconfig()
+    cluster.require_kubeconfig(", or use --dry-run to only print the manifests")
     from cifar_ops.warehouse.store import open_store
 
     store = open_store(database_url)
