@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeFloat,
@@ -33,6 +34,12 @@ from cifar_ops.errors import ConfigError
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+# A Kubernetes resource quantity; `--set resources.cpu=8` parses as a number, kept as text.
+Quantity = Annotated[
+    str,
+    BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v),
+    Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"),
+]
 LabelValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")]
 
 
@@ -237,8 +244,8 @@ class ExecutorConfig(Strict):
 
 class ResourcesConfig(Strict):
     gpus: NonNegativeInt = 1  # nvidia.com/gpu limit
-    cpu: str = "4"
-    memory: str = "16Gi"
+    cpu: Quantity = "4"  # Kubernetes quantity: 4, 500m, 2.5
+    memory: Quantity = "16Gi"
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, Any]] = []
     priority_class: str | None = None

@@ -166,3 +166,12 @@ def test_missing_file_and_base_cycle(tmp_path: Path) -> None:
 def test_search_file_refused_where_a_run_is_needed() -> None:
     with pytest.raises(ConfigError, match="search config"):
         load_run_config(REPO / "jobs/configs/grids/conv4_sgd.yaml")
+
+
+def test_resource_quantities_accept_numbers_and_reject_junk(tmp_path: Path) -> None:
+    path = write(tmp_path, "experiment: a\nmodel: {name: vgg10}\n")
+    config = load_run_config(path, ["resources.cpu=8", "resources.memory=32Gi"])
+    assert config.resources.cpu == "8" and config.resources.memory == "32Gi"
+    assert load_run_config(path, ["resources.cpu=500m"]).resources.cpu == "500m"
+    with pytest.raises(ConfigError, match="resources.memory"):
+        load_run_config(path, ["resources.memory=lots"])
