@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     Engine,
     RowMapping,
@@ -477,7 +478,7 @@ def _write_evaluation_rows(conn: Connection, run_id: str, evaluation: Evaluation
             for m in evaluation.class_metrics
         ],
     )
-    confusion = evaluation.confusion.tolist()
+    confusion = np.asarray(evaluation.confusion, dtype=np.int64).tolist()
     bulk.bulk_upsert(
         conn,
         confusion_matrix,
