@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from cifar_ops.cli import app
 from cifar_ops.data.synthetic import load_synthetic
 from cifar_ops.warehouse.migrate import upgrade_database
 from cifar_ops.warehouse.store import open_store
+from tests.conftest import REPO
 from tests.engine_helpers import TINY
 
 FOLDER_CLASSES = ("circle", "stripes")
@@ -211,3 +216,41 @@ def test_predict_errors(folder_run: dict, cli_runner: CliRunner, tmp_path: Path)
     assert result.exit_code == 3 and "corrupt.jpg" in result.output
     missing = invoke(cli_runner, ["predict", str(tmp_path / "none.keras"), str(corrupt)], "")
     assert missing.exit_code == 6 and "no such model file" in missing.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_the_same_run_id_continues_in_a_new_process(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "long.yaml",
+        data={"source": "synthetic", "synthetic_images": 1500, "num_classes": 4, "image_size": 16},
+        train={"epochs": 30, "batch_size": 32},
+    )
+    exe = REPO / ".venv" / "bin" / "cifar-ops"
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "cifar_ops"]
+    env = {**os.environ, "CIFAR_OPS_DATABASE_URL": sqlite_url, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run_id = "d" * 32
+    args = [*command, "run", "--config", str(config), "--run-id", run_id]
+    process = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("epoch   2"):
+            process.send_signal(signal.SIGINT)
+            break
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, rest
+    assert f"resume with --run-id {run_id}" in rest
+    with open_store(sqlite_url) as store:
+        assert store.get_run(run_id).summary.status == "preempted"
+        done = store.last_epoch(run_id)
+    assert 2 <= done < 30
+
+    resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    epochs_shown = [int(line.split()[1]) for line in resumed.stderr.splitlines()
+                    if line.startswith("epoch ")]  # fmt: skip
+    assert epochs_shown == list(range(epochs_shown[0], 31)) and epochs_shown[0] in (done, done + 1)
+    with open_store(sqlite_url) as store:
+        assert [e.epoch for e in store.epochs(run_id)] == list(range(1, 31))
+        assert store.get_run(run_id).summary.status == "succeeded"

@@ -7,6 +7,7 @@ TensorFlow and the warehouse are imported inside the commands so `--help` stays 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,12 @@ def run(
                     callbacks=progress,
                 )
             else:
+                run_id = run_id or uuid.uuid4().hex
                 outcomes = [runner.execute(loaded, sink=store, run_id=run_id, callbacks=progress)]
+    except KeyboardInterrupt:
+        if run_id is not None:
+            err_console.print(f"interrupted: resume with --run-id {run_id}", highlight=False)
+        raise typer.Exit(130) from None
     finally:
         for callback in progress:
             callback.close()
