@@ -144,10 +144,15 @@ def test_corrupt_training_image_exits_3_naming_the_file(
         assert store.list_runs() == []
 
 
-def test_bad_config_exits_2(cli_runner: CliRunner, sqlite_url: str, tmp_path: Path) -> None:
+def test_bad_config_or_run_id_exits_2(
+    cli_runner: CliRunner, sqlite_url: str, tmp_path: Path
+) -> None:
     config = write_config(tmp_path / "bad.yaml", optimizer={"name": "rmsprop"})
     result = invoke(cli_runner, ["run", "--config", str(config)], sqlite_url)
     assert result.exit_code == 2 and "optimizer.name" in result.output
+    good = write_config(tmp_path / "good.yaml")
+    result = invoke(cli_runner, ["run", "--config", str(good), "--run-id", "my-run"], sqlite_url)
+    assert result.exit_code == 2 and "32 lowercase hex" in result.output
 
 
 def test_evaluate_reproduces_the_runs_test_accuracy(

@@ -7,6 +7,7 @@ TensorFlow and the warehouse are imported inside the commands so `--help` stays 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from cifar_ops.errors import ConfigError
 
 CONFIG_OPTION = typer.Option(..., "--config", "-c", help="Run or search config YAML.")
 SET_OPTION = typer.Option(None, "--set", help="Override a config key: --set train.epochs=3.")
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def register(app: typer.Typer) -> None:
@@ -39,6 +41,13 @@ def run(
     """Train a config here (a search runs its trials) and log it to the warehouse."""
     from cifar_ops import settings
     from cifar_ops.config import SearchConfig, load_config
+
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
+        raise typer.BadParameter(
+            f"{run_id!r} is not a run id: 32 lowercase hex digits (a uuid4 hex), e.g. "
+            f"{uuid.uuid4().hex}",
+            param_hint="--run-id",
+        )
 
     extra = list(overrides or [])
     if data_dir is not None:
