@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class RichProgress(keras.callbacks.Callback):
-    """Shows batches of the current epoch as a bar; prints each finished epoch as a line."""
+    """Shows batches of the current epoch as a bar (on a terminal); prints each epoch as a line."""
 
     def __init__(self, console: Console, label: str = ""):
         super().__init__()
@@ -24,6 +24,8 @@ class RichProgress(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.close()
         self._rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        if not self.console.is_terminal:  # a log file gets the epoch lines only
+            return
         total = (self.params or {}).get("steps")
         epochs = (self.params or {}).get("epochs")
         self.progress = Progress(
