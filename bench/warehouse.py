@@ -18,16 +18,17 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, registry
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # reuse the test harness
 
 from cifar_ops.records import EvaluationRecord
 from cifar_ops.warehouse import open_store, synthetic
@@ -40,6 +41,7 @@ from cifar_ops.warehouse.schema import (
     predictions_log,
 )
 from cifar_ops.warehouse.views import qualified_name
+from tests.pg_server import fresh_database  # scratch databases, as the tests make them
 
 DEFAULT_ADMIN = "postgresql+psycopg2://cifar_ops_test:cifar_ops_test@127.0.0.1:5432/postgres"
 PREDICTIONS = 10_000
@@ -124,20 +126,6 @@ def _timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-@contextmanager
-def scratch_database(admin: str) -> Iterator[str]:
-    name = f"cifar_ops_bench_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
 
 
 def bench_logging(url: str, repeats: int) -> tuple[list[float], list[float]]:
@@ -257,7 +245,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python "
           f"{platform.python_version()}, SQLAlchemy {sqlalchemy.__version__}")  # fmt: skip
 
-    with scratch_database(args.admin_url) as url:
+    with fresh_database(args.admin_url) as url:
         store_t, orm_t = bench_logging(url, args.repeats)
         engine = create_engine(url)
         with engine.connect() as conn:
@@ -271,7 +259,7 @@ def main() -> None:
 
     if args.skip_scale:
         return
-    with scratch_database(args.admin_url) as url:
+    with fresh_database(args.admin_url) as url:
         upgrade_database(url)
         results = {}
         done = 0
