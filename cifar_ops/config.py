@@ -191,6 +191,7 @@ class ScheduleConfig(Strict):
     warmup_epochs: NonNegativeFloat = 0.0  # cosine: linear warm-up length, epochs
     min_learning_rate: NonNegativeFloat = 0.0  # cosine / plateau floor
     peak_fraction: OpenFraction = 0.25  # one_cycle: fraction of training spent rising
+    start_fraction: OpenFraction = 0.04  # one_cycle: first rate as a fraction of the peak
     factor: OpenFraction = 0.5  # plateau: multiply the rate by this
     patience: PositiveInt = 3  # plateau: epochs without improvement
 

@@ -14,21 +14,29 @@ from keras import ops
 
 from cifar_ops.config import ScheduleConfig
 
-ONE_CYCLE_DIV_FACTOR = 25.0  # one-cycle starts at peak / 25 ...
-ONE_CYCLE_FINAL_DIV_FACTOR = 1e4  # ... and ends at start / 1e4 (PyTorch OneCycleLR's defaults)
+ONE_CYCLE_DIV_FACTOR = 25.0  # warm-ups start at peak / 25 (PyTorch OneCycleLR's default) ...
+ONE_CYCLE_FINAL_DIV_FACTOR = 1e4  # ... and one-cycle ends at its start / 1e4
 
 
 @keras.saving.register_keras_serializable(package="cifar_ops")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear rise from `peak / 25` to `peak` over `peak_fraction` of training, then linear fall."""
+    """Linear rise from `peak * start_fraction` to `peak` over `peak_fraction` of training, then a
+    linear fall to nearly zero (airbench's triangle; 1/25 is PyTorch OneCycleLR's start)."""
 
-    def __init__(self, peak: float, total_steps: int, peak_fraction: float):
+    def __init__(
+        self,
+        peak: float,
+        total_steps: int,
+        peak_fraction: float,
+        start_fraction: float = 1 / ONE_CYCLE_DIV_FACTOR,
+    ):
         self.peak = float(peak)
         self.total_steps = int(total_steps)
         self.peak_fraction = float(peak_fraction)
+        self.start_fraction = float(start_fraction)
 
     def __call__(self, step: Any) -> Any:
-        start = self.peak / ONE_CYCLE_DIV_FACTOR
+        start = self.peak * self.start_fraction
         end = start / ONE_CYCLE_FINAL_DIV_FACTOR
         rise = max(1.0, self.peak_fraction * self.total_steps)
         fall = max(1.0, self.total_steps - rise)
@@ -42,6 +50,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             "peak": self.peak,
             "total_steps": self.total_steps,
             "peak_fraction": self.peak_fraction,
+            "start_fraction": self.start_fraction,
         }
 
 
@@ -70,7 +79,7 @@ def learning_rate_for(
             warmup_steps=warmup,
         )
     if schedule.name == "one_cycle":
-        return OneCycle(base_rate, total, schedule.peak_fraction)
+        return OneCycle(base_rate, total, schedule.peak_fraction, schedule.start_fraction)
     return float(base_rate)  # constant, plateau
 
 

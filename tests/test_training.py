@@ -110,6 +110,15 @@ def test_one_cycle_rises_to_the_peak_then_falls_near_zero() -> None:
     assert curve[62] == pytest.approx(0.2 + (curve[100] - 0.2) * 37 / 75, rel=1e-4)
 
 
+def test_one_cycle_start_fraction_sets_the_first_rate() -> None:
+    schedule = ScheduleConfig(name="one_cycle", peak_fraction=0.2, start_fraction=0.2)
+    rate = learning_rate_for(schedule, 0.25, epochs=5, steps_per_epoch=10)
+    curve = np.array([rate_at(rate, step) for step in range(51)])
+    assert curve[0] == pytest.approx(0.05)
+    assert int(curve.argmax()) == 10 and curve.max() == pytest.approx(0.25)
+    assert curve[50] == pytest.approx(0.05 / 1e4, abs=1e-7)
+
+
 def test_constant_and_plateau_start_from_the_optimizer_rate() -> None:
     for name in ("constant", "plateau"):
         rate = learning_rate_for(ScheduleConfig(name=name), 0.05, epochs=3, steps_per_epoch=4)
