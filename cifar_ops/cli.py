@@ -13,6 +13,7 @@ from cifar_ops.commands import (
     config_cmds,
     db_cmds,
     kube_cmds,
+    metrics_cmds,
     report_cmds,
     runs_cmds,
     training_cmds,
@@ -47,6 +48,7 @@ def _root(
 training_cmds.register(app)
 config_cmds.register(app)
 kube_cmds.register(app)
+metrics_cmds.register(app)
 app.add_typer(runs_cmds.app, name="runs")
 report_cmds.register(app)
 app.add_typer(db_cmds.app, name="db")

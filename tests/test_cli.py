@@ -13,7 +13,7 @@ from tests.conftest import REPO
 
 COMMANDS = [
     "run", "evaluate", "predict", "validate", "submit", "status", "logs", "cancel",
-    "runs", "report", "export", "db",
+    "runs", "report", "export", "db", "forget-metrics",
 ]  # fmt: skip
 
 

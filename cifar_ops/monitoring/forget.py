@@ -1,0 +1,58 @@
+"""Delete finished runs' groups from the Pushgateway, which otherwise keeps them forever.
+
+A run pushes its final state when it ends; once Prometheus has scraped that, the group is only
+noise (and a dead run's `cifar_ops_run_status` would stay visible). Each run's gateway is read
+from the config it ran with; only runs in a terminal state are touched, never a live one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cifar_ops.errors import CifarOpsError
+from cifar_ops.monitoring.pushgateway import delete_run_metrics
+from cifar_ops.records import TERMINAL_STATUSES
+
+
+@dataclass
+class ForgetResult:
+    deleted: list[tuple[str, str]] = field(default_factory=list)  # (run id, gateway)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (run id, why)
+
+
+def forget_run_metrics(
+    store: Any,
+    run_ids: Sequence[str] = (),
+    *,
+    experiment: str | None = None,
+    gateway: str | None = None,
+) -> ForgetResult:
+    """Delete the Pushgateway group of each finished run named, or of every run of `experiment`.
+
+    `gateway` overrides the `monitoring.pushgateway` each run was configured with. A gateway that
+    does not answer raises `MonitoringError` after the groups already deleted.
+    """
+    if not run_ids and experiment is None:
+        raise CifarOpsError("name run ids or --experiment")
+    summaries = [store.get_run(run_id).summary for run_id in run_ids]
+    if experiment is not None:
+        summaries += store.list_runs(experiment=experiment, limit=None)
+    result = ForgetResult()
+    for run in {summary.run_id: summary for summary in summaries}.values():
+        if run.status not in TERMINAL_STATUSES:
+            result.skipped.append((run.run_id, f"still {run.status}"))
+            continue
+        target = gateway or _configured_gateway(store, run.run_id)
+        if not target:
+            result.skipped.append((run.run_id, "ran without monitoring.pushgateway"))
+            continue
+        delete_run_metrics(target, run.run_id)
+        result.deleted.append((run.run_id, target))
+    return result
+
+
+def _configured_gateway(store: Any, run_id: str) -> str | None:
+    config = store.get_run(run_id).config or {}
+    return (config.get("monitoring") or {}).get("pushgateway")
