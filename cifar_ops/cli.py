@@ -6,6 +6,8 @@ command that needs them, so `cifar-ops --help` answers at once.
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from cifar_ops import __version__
@@ -55,5 +57,6 @@ app.add_typer(db_cmds.app, name="db")
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; keeps TensorFlow's C++ info lines off the terminal."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     app()
