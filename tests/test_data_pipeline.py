@@ -6,9 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cifar_ops.config import AugmentationConfig, DataConfig
 from cifar_ops.data import Split, load_dataset, make_pipeline
+from cifar_ops.data.affine import affine_transforms, apply_transforms
+from cifar_ops.data.augment import augment_batch
 from cifar_ops.errors import ConfigError
 from tests.test_data_fixtures import make_folder, write_image
 
@@ -114,6 +117,65 @@ def test_pad_crop_shifts_each_image_within_the_padding_and_cutout_zeroes_a_squar
     cuts = next(iter(make_pipeline(split, batch_size=64, training=True, augmentation=cut)))[0]
     zeros = (cuts.numpy() == 0).all(axis=-1).sum(axis=(1, 2))
     assert zeros.max() == 9 and zeros.min() >= 1  # a 3x3 square, clipped at the border
+
+
+def _transform(image: np.ndarray, **params: object) -> np.ndarray:
+    """One image through the fused affine pass with the given parameters (identity otherwise)."""
+    values = {"angle": 0.0, "zoom": 1.0, "shift_x": 0.0, "shift_y": 0.0, "flip": False, **params}
+    height, width = image.shape[:2]
+    transforms = affine_transforms(
+        **{name: np.array([value]) for name, value in values.items()}, height=height, width=width
+    )
+    return apply_transforms(image[None].astype(np.float32), transforms).numpy()[0]
+
+
+def test_fused_affine_shifts_rotates_and_flips_by_the_given_amounts() -> None:
+    image = np.arange(6 * 6 * 3, dtype=np.float32).reshape(6, 6, 3)
+    assert np.array_equal(_transform(image), image)  # all parameters neutral: the identity
+    shifted = _transform(image, shift_x=2.0, shift_y=-1.0)  # 2 px right, 1 px up
+    assert np.array_equal(shifted[:5, 2:], image[1:, :4])
+    assert not np.array_equal(shifted, image)
+    assert np.array_equal(_transform(image, flip=True), image[:, ::-1])
+    quarter = _transform(image, angle=np.pi / 2)  # about the centre, exact up to float error
+    assert np.allclose(quarter, np.rot90(image), atol=1e-3)
+    # flip then shift, composed in one matrix: the mirror image moved 1 px right
+    assert np.array_equal(_transform(image, flip=True, shift_x=1.0)[:, 1:], image[:, :0:-1])
+
+
+def _ops_traced(augmentation: AugmentationConfig) -> set[str]:
+    traced = tf.function(lambda images, seed: augment_batch(images, seed, augmentation))
+    graph = traced.get_concrete_function(
+        tf.TensorSpec((None, 8, 8, 3), tf.float32), tf.TensorSpec((2,), tf.int64)
+    ).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def test_the_resampling_pass_runs_only_when_rotation_shift_or_zoom_is_set() -> None:
+    assert "ImageProjectiveTransformV3" not in _ops_traced(AugmentationConfig(flip=True))
+    for geometry in ({"rotation": 5.0}, {"width_shift": 0.1}, {"height_shift": 0.1}, {"zoom": 0.1}):
+        assert "ImageProjectiveTransformV3" in _ops_traced(AugmentationConfig(**geometry))
+
+
+def _first_batches(split: Split, augmentation: AugmentationConfig, seed: int) -> list[np.ndarray]:
+    """The first batch of two successive epochs of one training pipeline."""
+    pipeline = make_pipeline(
+        split, batch_size=len(split), training=True, augmentation=augmentation, seed=seed
+    )
+    return [next(iter(pipeline))[0].numpy() for _ in range(2)]
+
+
+def test_augmentation_is_reproducible_per_seed_and_new_each_epoch() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    split = Split(np.repeat(image[None], 16, axis=0), np.zeros(16, dtype=np.int64))
+    augmentation = AugmentationConfig(
+        flip=True, rotation=10, width_shift=0.1, zoom=0.1, crop_padding=2, cutout=3
+    )
+    first, again, other = (_first_batches(split, augmentation, s) for s in (3, 3, 4))
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    assert not np.array_equal(first[0], other[0])
+    assert not np.array_equal(first[0], first[1])  # the next epoch draws anew
+    assert len({x.tobytes() for x in first[0]}) == 16  # drawn per image, not per batch
+    assert first[0].min() >= 0.0 and first[0].max() <= 255.0
 
 
 def test_padding_as_large_as_the_image_is_a_config_error() -> None:
