@@ -6,12 +6,14 @@ CIFAR-10 JPEG set:
 
 - baseline, as the seeds did it: numpy arrays, a Python generator that augments each image of a
   batch with scipy.ndimage affine transforms (what ImageDataGenerator does), `model.fit(generator)`;
-- pipeline: `load_dataset` + `make_pipeline` (uint8 cache, shuffle, Keras preprocessing layers in a
-  parallel map over whole batches, prefetch) + `model.fit(dataset)`.
+- pipeline: `load_dataset` + `make_pipeline` (uint8 in memory, shuffled index batches, one fused
+  affine pass per image in a parallel map over whole batches, prefetch) + `model.fit(dataset)`.
 
-The first epoch of each fit is a warm-up (graph tracing, cache fill) and not counted; a fit's
-rate is the median of its timed epochs. Repeats alternate the order of the two methods.
-Run it with `nice -n 10 .venv/bin/python bench/train_throughput.py`.
+The first epoch of each fit is a warm-up (graph tracing) and not counted; a fit's rate is the
+median of its timed epochs. Repeats alternate the order of the two methods. The machine is
+shared, so `--wait-load` first waits (up to `--max-wait` seconds) for the 1-minute load average
+to drop, and the load average is printed with every repeat.
+Run it with `nice -n 10 .venv/bin/python bench/train_throughput.py --wait-load 1.5`.
 """
 
 from __future__ import annotations
@@ -160,9 +162,31 @@ def _spread(values: list[float], digits: int = 1) -> dict[str, float]:
     return {"mean": round(statistics.mean(values), digits), "stdev": round(stdev, digits)}
 
 
+def cpu_model() -> str:
+    """The CPU's model name as lscpu shows it (from /proc/cpuinfo), else the architecture."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def wait_for_load(below: float, max_wait: float, poll: float = 30.0) -> bool:
+    """Poll the 1-minute load average until it is below `below`; False if `max_wait` ran out."""
+    deadline = time.monotonic() + max_wait
+    while (load := os.getloadavg()[0]) >= below:
+        if time.monotonic() >= deadline:
+            print(f"load average still {load:.2f} after {max_wait:.0f} s: measuring anyway")
+            return False
+        print(f"load average {load:.2f} >= {below}: waiting {poll:.0f} s", flush=True)
+        time.sleep(poll)
+    return True
+
+
 def machine() -> dict[str, object]:
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "gpus": len(tf.config.list_physical_devices("GPU")),
         "python": platform.python_version(),
@@ -178,6 +202,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--wait-load", type=float, help="first wait for a 1-minute load average below this"
+    )
+    parser.add_argument("--max-wait", type=float, default=900.0, help="seconds, for --wait-load")
     args = parser.parse_args()
 
     root = extract_subset(args.archive, args.per_class)
@@ -186,6 +214,9 @@ def main() -> None:
     train = load_dataset(config, seed=0).train
     print(f"decoded {len(train)} training images in {time.perf_counter() - started:.1f} s")
 
+    waited_ok = wait_for_load(args.wait_load, args.max_wait) if args.wait_load else None
+    loads = [os.getloadavg()[0]]
+    print(f"load average at the start: {loads[0]:.2f}", flush=True)
     methods = ("baseline", "pipeline")
     rates: dict[str, dict[str, list[float]]] = {"train": {}, "input": {}}
     for repeat in range(args.repeats):
@@ -198,9 +229,11 @@ def main() -> None:
                 rates[kind].setdefault(method, []).append(rate)
             print(
                 f"repeat {repeat + 1}: {method:8s} training {measured['train']:6.0f} images/s, "
-                f"input alone {measured['input']:6.0f} images/s",
+                f"input alone {measured['input']:6.0f} images/s, "
+                f"load average {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
+            loads.append(os.getloadavg()[0])
 
     summary: dict[str, object] = {
         "images": len(train),
@@ -208,6 +241,12 @@ def main() -> None:
         "timed_epochs": args.epochs,
         "repeats": args.repeats,
         "machine": machine(),
+        "load_average": {
+            "start": round(loads[0], 2),
+            "max": round(max(loads), 2),
+            "mean": round(statistics.mean(loads), 2),
+            "waited_below_threshold": waited_ok,
+        },
     }
     for kind, label in (("train", "training"), ("input", "input alone")):
         ratios = [
