@@ -247,6 +247,35 @@ def hardware() -> str:
 # --- searches -----------------------------------------------------------------------------------
 
 
+def run_locally(
+    loaded: RunConfig | SearchConfig,
+    *,
+    run_id: str | None = None,
+    parallel: int = 1,
+    callbacks: Sequence[Any] = (),
+    database_url: str | None = None,
+) -> list[RunOutcome]:
+    """What `cifar-ops run` does: one run, or a search's trials, here, logged to the warehouse.
+
+    The warehouse is `database_url`, else `CIFAR_OPS_DATABASE_URL`, else the SQLite default.
+    """
+    from cifar_ops import settings
+    from cifar_ops.warehouse.store import open_store
+
+    url = database_url or settings.database_url()
+    with open_store(url) as store:
+        if isinstance(loaded, SearchConfig):
+            return execute_search(
+                loaded,
+                sink=store,
+                parallel=parallel,
+                sink_factory=partial(open_store, url),
+                callbacks=callbacks,
+            )
+        run_id = run_id or uuid.uuid4().hex
+        return [execute(loaded, sink=store, run_id=run_id, callbacks=callbacks)]
+
+
 def execute_search(
     search: SearchConfig,
     *,

@@ -39,7 +39,6 @@ def run(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Train a config here (a search runs its trials) and log it to the warehouse."""
-    from cifar_ops import settings
     from cifar_ops.config import SearchConfig, load_config
 
     if run_id is not None and not RUN_ID.fullmatch(run_id):
@@ -64,27 +63,14 @@ def run(
             raise ConfigError(
                 "--metrics-port serves one run at a time; drop it or --parallel", path=str(config)
             )
-    from functools import partial
-
-    from cifar_ops import runner
     from cifar_ops.progress import RichProgress
-    from cifar_ops.warehouse.store import open_store
+    from cifar_ops.runner import run_locally
 
-    url = settings.database_url()
+    if not isinstance(loaded, SearchConfig):
+        run_id = run_id or uuid.uuid4().hex  # known here, so Ctrl-C can say how to resume
     progress = [] if as_json else [RichProgress(err_console)]
     try:
-        with open_store(url) as store:
-            if isinstance(loaded, SearchConfig):
-                outcomes = runner.execute_search(
-                    loaded,
-                    sink=store,
-                    parallel=parallel,
-                    sink_factory=partial(open_store, url),
-                    callbacks=progress,
-                )
-            else:
-                run_id = run_id or uuid.uuid4().hex
-                outcomes = [runner.execute(loaded, sink=store, run_id=run_id, callbacks=progress)]
+        outcomes = run_locally(loaded, run_id=run_id, parallel=parallel, callbacks=progress)
     except KeyboardInterrupt:
         if run_id is not None:
             err_console.print(f"interrupted: resume with --run-id {run_id}", highlight=False)
