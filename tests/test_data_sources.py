@@ -16,9 +16,11 @@ from cifar_ops.config import DataConfig
 from cifar_ops.data import DataError, load_dataset, load_image_file
 from cifar_ops.data import cifar10 as cifar10_source
 from cifar_ops.data import images as images_module
+from tests.conftest import REPO
 from tests.test_data_fixtures import CLASS_COLOURS, make_cifar_archive, make_folder, write_image
 
-SHARED_JPEGS = Path("/work/shared/data/cifar10-train-jpeg.tar.gz")
+# shared/ lies beside the checkout (for developers and CI alike)
+SHARED_JPEGS = REPO.parent / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 
 
 # --- single files -------------------------------------------------------------------------------
