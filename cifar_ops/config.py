@@ -230,6 +230,7 @@ class TrainConfig(Strict):
 class EvaluationConfig(Strict):
     log_predictions: bool = True  # one warehouse row per test image
     calibration_bins: Annotated[int, Field(ge=2, le=100)] = 15
+    flip_tta: bool = False  # average each image's prediction with its mirror image's
 
 
 class MonitoringConfig(Strict):

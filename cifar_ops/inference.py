@@ -75,13 +75,14 @@ def predict_files(saved: SavedModel, images: list[Path]) -> list[ImagePrediction
     from PIL import Image
 
     from cifar_ops.data import load_image_file
+    from cifar_ops.evaluation import predict_split
 
     pixels, described = [], []
     for image_path in images:
         pixels.append(load_image_file(image_path, saved.image_size))
         with Image.open(image_path) as opened:
             described.append((str(image_path), opened.width, opened.height, opened.mode))
-    probabilities = np.asarray(saved.model.predict(np.stack(pixels).astype("float32"), verbose=0))
+    probabilities = predict_split(saved.model, np.stack(pixels), flip_tta=flip_tta_of(saved))
     results = []
     for (name, width, height, mode), row in zip(described, probabilities, strict=True):
         best = int(row.argmax())
@@ -116,7 +117,7 @@ def evaluate_saved_model(
     chosen = dataset.split(split)
     if len(chosen) == 0:
         raise DataError(f"{data_dir}: the {split} split has no images")
-    probabilities = predict_split(saved.model, chosen.images)
+    probabilities = predict_split(saved.model, chosen.images, flip_tta=flip_tta_of(saved))
     return score_probabilities(
         chosen.labels,
         probabilities,
@@ -125,6 +126,12 @@ def evaluate_saved_model(
         bins=bins,
         refs=chosen.refs,
     )
+
+
+def flip_tta_of(saved: SavedModel) -> bool:
+    """Whether the run scored with flip test-time augmentation (its config.json), to do the same."""
+    evaluation = (saved.run_config or {}).get("evaluation") or {}
+    return bool(evaluation.get("flip_tta", False))
 
 
 def data_config_for(saved: SavedModel, data_dir: Path | None) -> tuple[DataConfig, int]:

@@ -85,3 +85,34 @@ def test_a_class_never_predicted_has_zero_precision_not_an_error() -> None:
     ship = record.class_metrics[2]
     assert (ship.precision, ship.recall, ship.support) == (0.0, 0.0, 1)
     assert np.isfinite(record.loss)  # a zero probability on the true class is clipped
+
+
+def test_flip_tta_averages_each_image_with_its_mirror() -> None:
+    import keras
+
+    from cifar_ops.evaluation import predict_split
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 4, 3))
+    flat = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(flat))
+    images = np.random.default_rng(0).integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    plain = predict_split(model, images)
+    mirrored = predict_split(model, images[:, :, ::-1, :].copy())
+    tta = predict_split(model, images, flip_tta=True)
+    assert not np.allclose(plain, mirrored), "the model is not mirror-symmetric"
+    np.testing.assert_allclose(tta, (plain + mirrored) / 2, rtol=1e-6)
+    np.testing.assert_allclose(tta.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_saved_runs_replay_their_flip_tta_setting() -> None:
+    from pathlib import Path
+
+    from cifar_ops.inference import SavedModel, flip_tta_of
+
+    def saved(config: dict | None) -> SavedModel:
+        return SavedModel(Path("m.keras"), None, ["a"], 32, config)
+
+    assert flip_tta_of(saved({"evaluation": {"flip_tta": True}})) is True
+    assert flip_tta_of(saved({"evaluation": {"calibration_bins": 15}})) is False
+    assert flip_tta_of(saved(None)) is False
