@@ -41,7 +41,10 @@ from cifar_ops.config import AugmentationConfig, DataConfig, SimpleCnnModel  # n
 from cifar_ops.data import Split, load_dataset, make_pipeline  # noqa: E402
 from cifar_ops.models import build_model  # noqa: E402
 
-SHARED_ARCHIVE = Path("/work/shared/data/cifar10-train-jpeg.tar.gz")
+# shared/ lies beside the checkout
+SHARED_ARCHIVE = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+)
 AUGMENTATION = AugmentationConfig(
     flip=True, rotation=15, width_shift=0.1, height_shift=0.1, zoom=0.1
 )
