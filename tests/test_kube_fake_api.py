@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cifar_ops.cli import app
 from cifar_ops.config import load_config
 from cifar_ops.kube import helm
-from cifar_ops.kube.naming import training_selector
+from cifar_ops.kube.naming import release_selector, training_selector
 from cifar_ops.kube.values import SubmissionPlan, build_plan, build_run_starts, build_values
 from cifar_ops.warehouse.store import Store, open_store
 from tests.conftest import REPO
@@ -282,3 +282,65 @@ async def test_unreachable_cluster_is_a_clear_error(
     result = await invoke("status")
     assert result.exit_code == 5
     assert "cannot reach the Kubernetes API to list Jobs" in result.output
+
+
+def helm_called(fake: Any) -> bool:
+    """helm's first request of an upgrade: its release records (Secrets owned by helm)."""
+    return bool(requests(fake, "GET", f"/api/v1/namespaces/{NAMESPACE}/secrets"))
+
+
+@pytest.mark.parametrize("status", [{"active": 3}, {"startTime": "2030-01-01T00:00:00Z"}])
+async def test_submit_refuses_while_the_releases_job_still_runs(
+    kmock: Any, env: Store, status: dict[str, Any]
+) -> None:
+    plan, job = submitted(env, GRID)
+    add_job(kmock, job, status)  # running, or not started yet: no Complete/Failed condition
+    before = {run.run_id: run.status for run in env.list_runs(limit=None)}
+
+    result = await invoke("submit", "--config", str(GRID))
+    assert result.exit_code == 5, result.output
+    assert f"Job {plan.job_name} of release cifar-ops-conv4-sgd-grid" in result.output
+    assert "cifar-ops cancel conv4-sgd-grid" in result.output
+    assert "cifar-ops status conv4-sgd-grid" in result.output
+    assert {run.run_id: run.status for run in env.list_runs(limit=None)} == before
+    assert not helm_called(kmock)
+    (list_call,) = requests(kmock, "GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")
+    assert list_call.params["labelSelector"] == release_selector("cifar-ops-conv4-sgd-grid")
+
+
+@pytest.mark.parametrize("condition", ["Complete", "Failed"])
+async def test_resubmit_after_the_job_finished_registers_the_rest_and_calls_helm(
+    kmock: Any, env: Store, condition: str
+) -> None:
+    earlier, job = submitted(env, GRID)
+    for run in earlier.runs[:20]:
+        env.set_status(run.run_id, "succeeded")
+    add_job(kmock, job, {"conditions": [{"type": condition, "status": "True"}]})
+
+    result = await invoke("submit", "--config", str(GRID))
+    # the fake is no Helm backend: helm's upgrade fails there, after its first request
+    assert result.exit_code == 5, result.output
+    assert "`helm upgrade --install cifar-ops-conv4-sgd-grid` failed" in result.output
+    assert helm_called(kmock)
+    old = {run.run_id for run in earlier.runs}
+    runs = env.list_runs(experiment="conv4-sgd-grid", limit=None)
+    new = [run for run in runs if run.run_id not in old]
+    assert sorted(run.trial_index for run in new) == [20, 21, 22, 23]
+    assert {run.status for run in new} == {"failed"}
+    assert all("submit failed" in (run.status_reason or "") for run in new)
+    assert {run.executor for run in new} == {"kubernetes"} and len({r.job_name for r in new}) == 1
+
+
+async def test_submit_refuses_an_experiment_whose_release_another_one_has(
+    kmock: Any, env: Store, tmp_path: Path
+) -> None:
+    fast = REPO / "jobs/configs/fast.yaml"
+    other = build_plan(load_config(fast, ["experiment=Fast"]))  # release cifar-ops-fast too
+    env.register_queued(build_run_starts(other))
+
+    result = await invoke("submit", "--config", str(fast))
+    assert result.exit_code == 2, result.output
+    assert "fast.yaml: experiment: 'fast' maps to Helm release cifar-ops-fast" in result.output
+    assert "experiment 'Fast' in the warehouse already uses" in result.output
+    assert [run.experiment for run in env.list_runs(limit=None)] == ["Fast"]
+    assert list(kmock) == []

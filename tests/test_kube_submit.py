@@ -105,17 +105,16 @@ def test_missing_kubeconfig_exits_5_and_writes_nothing(
 
 
 @pytest.mark.postgres
-def test_resumed_search_registers_only_the_rest_and_marks_them_failed_when_helm_fails(
+def test_unreachable_cluster_exits_5_before_registering_the_rest_of_a_search(
     cli_runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
+    """`submit` asks the cluster whether the release's Job still runs before it writes a row."""
     from cifar_ops.kube.values import build_plan, build_run_starts
     from cifar_ops.warehouse.migrate import upgrade_database
 
-    search = load_config(GRID)
     upgrade_database(database_url)  # what the chart's hook Job does
     store = open_store(database_url)
-
-    earlier = build_plan(search)
+    earlier = build_plan(load_config(GRID))
     store.register_queued(build_run_starts(earlier))
     for run in earlier.runs[:20]:
         store.set_status(run.run_id, "succeeded")
@@ -124,14 +123,9 @@ def test_resumed_search_registers_only_the_rest_and_marks_them_failed_when_helm_
 
     result = cli_runner.invoke(app, ["submit", "--config", GRID, "--namespace", "ml"])
     assert result.exit_code == 5
-    assert "`helm upgrade --install cifar-ops-conv4-sgd-grid` failed" in result.output
+    assert "cannot reach the Kubernetes API to list Jobs" in result.output
     runs = store.list_runs(experiment="conv4-sgd-grid", limit=None)
-    new = [run for run in runs if run.run_id not in {r.run_id for r in earlier.runs}]
-    assert sorted(run.trial_index for run in new) == [20, 21, 22, 23]
-    assert {run.status for run in new} == {"failed"}
-    assert all("submit failed" in (run.status_reason or "") for run in new)
-    assert {run.executor for run in new} == {"kubernetes"}
-    assert len({run.job_name for run in new}) == 1
+    assert sorted(run.run_id for run in runs) == sorted(run.run_id for run in earlier.runs)
 
 
 def test_nothing_left_to_submit(

@@ -56,6 +56,15 @@ def _condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def job_finished(job: dict[str, Any]) -> bool:
+    """The Job ended (Complete or Failed) or is being deleted: its pods are done or going.
+
+    SuccessCriteriaMet and FailureTarget do not count: pods may still be running or terminating.
+    """
+    deleting = bool((job.get("metadata") or {}).get("deletionTimestamp"))
+    return deleting or bool(_condition(job, "Complete") or _condition(job, "Failed"))
+
+
 def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value

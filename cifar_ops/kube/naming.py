@@ -9,6 +9,7 @@ import re
 CHART_NAME = "cifar-ops"
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_INSTANCE = "app.kubernetes.io/instance"  # the Helm release
 LABEL_EXPERIMENT = "cifar-ops/experiment"
 LABEL_RUN_ID = "cifar-ops/run-id"
 LABEL_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
@@ -36,3 +37,8 @@ def training_selector(experiment: str | None = None) -> str:
     if experiment:
         parts.append(f"{LABEL_EXPERIMENT}={experiment}")
     return ",".join(parts)
+
+
+def release_selector(release: str) -> str:
+    """Label selector of the training Jobs of one release: the ones `helm upgrade` can delete."""
+    return f"{training_selector()},{LABEL_INSTANCE}={release}"

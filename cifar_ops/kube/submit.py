@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cifar_ops.config import SearchConfig, load_config
 from cifar_ops.errors import CifarOpsError, SubmitError
-from cifar_ops.kube import cluster, helm
+from cifar_ops.kube import cluster, helm, preflight
 from cifar_ops.kube.values import SubmissionPlan, build_plan, build_run_starts, build_values
 
 
@@ -32,8 +32,10 @@ def submit(
 
     A dry run renders the manifests and touches neither the warehouse nor the cluster. Otherwise
     helm and the kubeconfig are checked first, trials whose config hash already succeeded in the
-    experiment are left out, the rest are registered as queued runs, and helm installs the
-    release; if helm fails, those runs are marked failed with helm's message.
+    experiment are left out, and, before anything is written, the experiment must not share its
+    release with another experiment, nor the release have a Job still running (helm would delete
+    it). Then the rest are registered as queued runs and helm installs the release; if helm
+    fails, those runs are marked failed with helm's message.
     """
     loaded = load_config(config_path, overrides)
     base = loaded.run if isinstance(loaded, SearchConfig) else loaded
@@ -49,9 +51,12 @@ def submit(
     from cifar_ops.warehouse.store import open_store
 
     store = open_store(database_url)
+    known = preflight.known_experiments(store)
+    preflight.require_own_release(base.experiment, known, str(config_path))
     plan = build_plan(loaded, store.succeeded_hashes(base.experiment))
     if not plan.runs:
         return SubmitResult(plan=plan, namespace=namespace, dry_run=False)
+    preflight.require_no_active_job(cluster.connect(namespace), base.experiment)
     values = build_values(plan)
     helm.template(plan.release, values, namespace)  # bad values fail here, before any row
     if isinstance(loaded, SearchConfig):
