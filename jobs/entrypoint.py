@@ -7,9 +7,11 @@ It reads which run to train from the mounted ConfigMap (`runs.json`: completion 
 `cifar-ops submit` registered, so a retried pod resumes the same run from its last checkpoint.
 
 Its exit code tells the Job's podFailurePolicy whether a retry can help:
-  0 succeeded; 2 bad config, 3 bad data, 6 bad model (permanent: the Job, or the search's index,
-  fails at once); 75 infrastructure (warehouse or metrics endpoint unreachable) and 143 preempted
-  (SIGTERM) are retried, like 1 (the run failed) and anything unexpected.
+  0 succeeded; 2 bad config, 3 bad data, 6 bad model and 65 diverged (EX_DATAERR: the loss became
+  NaN or infinite; a retry would resume from the NaN weights of the last checkpoint) are permanent:
+  the Job, or the search's index, fails at once; 75 infrastructure (warehouse or metrics endpoint
+  unreachable) and 143 preempted (SIGTERM) are retried, like 1 (the run crashed) and anything
+  unexpected.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ EXIT_RUN_FAILED = 1
 EXIT_CONFIG = ConfigError.exit_code  # 2
 EXIT_DATA = DataError.exit_code  # 3
 EXIT_MODEL = ModelError.exit_code  # 6
+EXIT_DIVERGED = 65  # EX_DATAERR: the run's loss became NaN/inf; its checkpoint holds NaN weights
 EXIT_RETRYABLE = 75  # EX_TEMPFAIL: the infrastructure failed, not the run
 EXIT_PREEMPTED = 128 + signal.SIGTERM  # 143, what a SIGTERM-killed process reports
-PERMANENT_EXIT_CODES = (EXIT_CONFIG, EXIT_DATA, EXIT_MODEL)  # the chart's permanentExitCodes
+# the chart's job.podFailurePolicy.permanentExitCodes
+PERMANENT_EXIT_CODES = (EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, EXIT_DIVERGED)
 
 DEFAULT_RUN_DIR = "/etc/cifar-ops/run"
 
@@ -167,7 +171,20 @@ def train(pod_run: PodRun, database_url: str) -> int:
     except Preempted:
         _mark(store, pod_run.run_id, "preempted", "pod received SIGTERM; the Job retries it")
         raise
-    return EXIT_SUCCEEDED if outcome.status == "succeeded" else EXIT_RUN_FAILED
+    return exit_code_of(outcome)
+
+
+def exit_code_of(outcome: Any) -> int:
+    """The exit code of a run that ended without raising.
+
+    `runner.execute` raises on crashes; the only failed outcome it returns is a diverged run
+    (finish reason "loss became nan at epoch N; ..."), which a retry would only resume from the
+    checkpoint's NaN weights, so it gets its own permanent code.
+    """
+    if outcome.status == "succeeded":
+        return EXIT_SUCCEEDED
+    print(f"cifar-ops: run {outcome.run_id} diverged: {outcome.finish.reason}", file=sys.stderr)
+    return EXIT_DIVERGED
 
 
 def _mark(store: Any, run_id: str, status: str, reason: str) -> None:

@@ -163,7 +163,7 @@ def test_search_is_an_indexed_job_with_one_completion_per_trial() -> None:
     assert spec["backoffLimitPerIndex"] == 3 and "backoffLimit" not in spec
     permanent = spec["podFailurePolicy"]["rules"][0]
     assert permanent["action"] == "FailIndex"
-    assert permanent["onExitCodes"]["values"] == [2, 3, 6]
+    assert permanent["onExitCodes"]["values"] == [2, 3, 6, 65]  # 65: diverged, no retry
     (config_map,) = of_kind(docs, "ConfigMap")
     assert len([key for key in config_map["data"] if key.startswith("trial-")]) == 24
 
@@ -186,7 +186,9 @@ def test_single_run_job_carries_gpu_labels_secret_ref_and_no_secret(
     assert selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
     spec = job["spec"]
     assert "completionMode" not in spec and spec["backoffLimit"] == 3
-    assert spec["podFailurePolicy"]["rules"][0]["action"] == "FailJob"
+    fail_job = spec["podFailurePolicy"]["rules"][0]
+    assert fail_job["action"] == "FailJob" and fail_job["onExitCodes"]["operator"] == "In"
+    assert 65 in fail_job["onExitCodes"]["values"]  # a diverged run is not retried
     assert spec["podFailurePolicy"]["rules"][1] == {
         "action": "Ignore",
         "onPodConditions": [{"type": "DisruptionTarget"}],

@@ -191,3 +191,26 @@ def test_unreadable_data_is_permanent(tmp_path: Path, sqlite_url: str) -> None:
     run_dir = mount_config_map(build_plan(load_config(config)), tmp_path / "run")
     env = {"CIFAR_OPS_DATABASE_URL": sqlite_url}
     assert entrypoint.main(["--run-dir", str(run_dir)], env) == 3
+
+
+def test_diverged_run_exits_with_its_own_permanent_code(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A NaN loss is not retried: the retry would resume from the checkpoint's NaN weights."""
+    from cifar_ops.warehouse.store import open_store
+
+    config = tmp_path / "diverges.yaml"
+    config.write_text(
+        TINY.replace("epochs: 1", "epochs: 2")
+        + "optimizer: {name: sgd, learning_rate: 1.0e12}\nmonitoring: {port: 0}\n"
+    )
+    plan = build_plan(load_config(config))
+    store = open_store(sqlite_url)
+    store.register_queued(build_run_starts(plan))
+    run_dir = mount_config_map(plan, tmp_path / "run")
+    env = {"CIFAR_OPS_DATABASE_URL": sqlite_url}
+    assert entrypoint.main(["--run-dir", str(run_dir)], env) == entrypoint.EXIT_DIVERGED == 65
+    assert 65 in entrypoint.PERMANENT_EXIT_CODES
+    (run,) = store.list_runs(experiment="tiny-k8s")
+    assert run.status == "failed" and "loss became nan" in (run.status_reason or "").lower()
+    assert f"run {plan.runs[0].run_id} diverged" in capsys.readouterr().err
