@@ -16,7 +16,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -88,7 +88,12 @@ def execute(
         monitor = _metrics_callback(config, start, len(dataset.train))
         all_callbacks = [*callbacks, *([monitor] if monitor else [])]
         status = "failed"
-        sink.start_run(start)
+        try:
+            sink.start_run(start)
+        except BaseException:
+            if monitor is not None:
+                _finish_monitor(monitor, "failed")  # frees its port; nothing was started
+            raise
         try:
             with _sigterm_as_preemption():
                 outcome = _train_and_evaluate(
@@ -107,7 +112,7 @@ def execute(
             raise
         finally:
             if monitor is not None:
-                monitor.finish(status)
+                _finish_monitor(monitor, status)
 
 
 def _train_and_evaluate(
@@ -198,6 +203,14 @@ def _metrics_callback(config: RunConfig, start: RunStart, train_images: int) -> 
     from cifar_ops.monitoring import MetricsCallback
 
     return MetricsCallback.from_config(config.monitoring, start, train_images=train_images)
+
+
+def _finish_monitor(monitor: Any, status: str) -> None:
+    """Export the final status and wait for the last scrape. The run's end is already in the
+    warehouse, so a SIGTERM or Ctrl-C in that wait (up to a minute) must not turn a succeeded run
+    into a preempted one: it only cuts the wait short."""
+    with contextlib.suppress(KeyboardInterrupt), _sigterm_as_preemption():
+        monitor.finish(status)
 
 
 @contextlib.contextmanager
@@ -296,6 +309,14 @@ def execute_search(
     """
     from cifar_ops.errors import CifarOpsError
 
+    if hasattr(sink, "register_search"):  # as `submit` does, so the leaderboard knows the space
+        sink.register_search(
+            search.experiment,
+            method=search.search.method,
+            parameters=search.search.model_dump(mode="json")["parameters"],
+            trial_count=len(search.trials),
+            description=search.run.description or None,
+        )
     done: set[str] = set()
     if hasattr(sink, "succeeded_hashes"):
         done = set(sink.succeeded_hashes(search.experiment))
@@ -320,6 +341,12 @@ def execute_search(
     threads = max(1, (os.cpu_count() or 1) // parallel)
     with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
         futures = [pool.submit(_run_trial, trial, factory, threads) for trial in todo]
+        try:
+            for future in as_completed(futures):
+                future.result()  # the first CifarOpsError (or Ctrl-C) stops the search here
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # trials not started never start
+            raise
         return [future.result() for future in futures]
 
 
@@ -331,12 +358,17 @@ def _run_trial(trial: Trial, factory: Callable[[], RunSink], threads: int) -> Ru
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     run_id = uuid.uuid4().hex
+    sink = factory()
     try:
-        return execute(trial.config, sink=factory(), run_id=run_id, trial=trial)
+        return execute(trial.config, sink=sink, run_id=run_id, trial=trial)
     except CifarOpsError:
         raise
     except Exception as exc:
         return _failed_outcome(run_id, trial, exc)
+    finally:
+        close = getattr(sink, "close", None)  # workers are reused: free the connections
+        if close is not None:
+            close()
 
 
 def _failed_outcome(run_id: str, trial: Trial, exc: BaseException) -> RunOutcome:

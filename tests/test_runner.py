@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from cifar_ops.config import SearchConfig, load_config
-from cifar_ops.errors import DataError
-from cifar_ops.runner import RunPreempted, execute, execute_search
+from cifar_ops.errors import ConfigError, DataError
+from cifar_ops.runner import RunPreempted, _finish_monitor, execute, execute_search
 from cifar_ops.warehouse.store import open_store
 from tests.engine_helpers import TINY, tiny_config
 from tests.memory_sink import MemorySink
@@ -105,7 +105,57 @@ def test_parallel_search_in_processes_records_a_diverging_trial_and_goes_on(
         assert runs[0].status == "succeeded" and runs[1].status == "failed"
         assert "nan" in (runs[1].status_reason or "").lower()
         assert store.succeeded_hashes("engine-test") == {search.trials[0].config.config_hash()}
+        (recorded,) = [e for e in store.experiments() if e.name == "engine-test"]
+        assert (recorded.search_method, recorded.trial_count) == ("grid", 2)
+        assert recorded.search_parameters == {"optimizer.learning_rate": [0.05, 1.0e12]}
         assert execute_search(search, sink=store, parallel=2)[0].trial_index == 1  # retried
+
+
+@pytest.mark.slow
+def test_a_parallel_search_stops_at_the_first_cifar_ops_error(sqlite_url: str) -> None:
+    bad_fine_tune = {"epochs": 1, "learning_rate": 0.001}  # ConfigError: simple_cnn has no base
+    search = load_config_text(
+        {
+            **TINY,
+            "train": {"epochs": 1, "batch_size": 64},
+            "search": {"parameters": {"train.fine_tune": [bad_fine_tune, *[None] * 7]}},
+        }
+    )
+    assert len(search.trials) == 8
+    with open_store(sqlite_url) as store:
+        with pytest.raises(ConfigError, match="fine"):
+            execute_search(search, sink=store, parallel=2)
+        started = store.list_runs(experiment="engine-test", limit=None)
+    # Trial 0 fails before its run starts. The pool hands up to parallel + 1 trials to its workers
+    # ahead of time (those cannot be cancelled); every trial behind them never starts, where
+    # without the cancel all 7 good trials would run.
+    assert len(started) <= 5, [r.trial_index for r in started]
+    assert 7 not in {r.trial_index for r in started}
+
+
+def test_an_interrupt_while_waiting_for_the_last_scrape_leaves_the_run_as_it_ended() -> None:
+    class SlowToFinish:
+        def __init__(self, interrupt: BaseException | None, sigterm: bool = False) -> None:
+            self.interrupt, self.sigterm, self.finished = interrupt, sigterm, []
+
+        def finish(self, status: str) -> None:
+            self.finished.append(status)
+            if self.sigterm:
+                os.kill(os.getpid(), signal.SIGTERM)
+            if self.interrupt is not None:
+                raise self.interrupt
+
+    def outer_handler(signum: int, frame: object) -> None:  # like jobs/entrypoint's
+        raise SystemExit("the entrypoint's handler must not run here")
+
+    previous = signal.signal(signal.SIGTERM, outer_handler)
+    try:
+        for monitor in (SlowToFinish(KeyboardInterrupt()), SlowToFinish(None, sigterm=True)):
+            _finish_monitor(monitor, "succeeded")  # returns: the recorded end stands
+            assert monitor.finished == ["succeeded"]
+        assert signal.getsignal(signal.SIGTERM) is outer_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def load_config_text(raw: dict) -> SearchConfig:
