@@ -99,6 +99,16 @@ def test_db_commands_and_a_database_behind_head(
     assert cli_runner.invoke(app, ["runs", "list"]).exit_code == 0
 
 
+def test_db_upgrade_to_an_unknown_revision_is_one_line_and_exit_4(
+    cli_runner: CliRunner, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CIFAR_OPS_DATABASE_URL", sqlite_url)
+    result = cli_runner.invoke(app, ["db", "upgrade", "bogus"])
+    assert result.exit_code == 4, result.output
+    assert "bogus" in result.output and "cifar-ops db history" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_unreachable_database_exits_4(cli_runner: CliRunner, monkeypatch) -> None:
     monkeypatch.setenv("CIFAR_OPS_DATABASE_URL", "postgresql+psycopg2://u:pw@127.0.0.1:1/db")
     result = cli_runner.invoke(app, ["db", "current"])

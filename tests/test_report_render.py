@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +149,15 @@ def test_write_is_atomic_and_leaves_nothing_when_rendering_fails(tmp_path: Path)
         render.write_report(broken, target)
     assert target.read_text() == before
     assert sorted(p.name for p in target.parent.iterdir()) == ["report.html"]
+
+
+def test_the_report_file_follows_the_umask_like_any_written_file(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        target = render.write_report(ReportData("ok", [_run("c" * 32)]), tmp_path / "r.html")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644  # not mkstemp's owner-only 0600
 
 
 def test_search_heatmap_shows_the_best_trial_at_each_point() -> None:

@@ -49,6 +49,9 @@ def write_report(data: ReportData, output: Path) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(html)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a report is for others to read
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

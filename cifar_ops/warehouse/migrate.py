@@ -97,9 +97,25 @@ def state(engine: Engine) -> SchemaState:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> SchemaState:
-    """Apply migrations up to `revision` in one transaction; returns the new state."""
-    with _begin(engine) as connection:
-        command.upgrade(alembic_config(connection), revision)
+    """Apply migrations up to `revision` in one transaction; returns the new state.
+
+    An unknown revision or a refused statement (e.g. no permission) is a `WarehouseError`, and the
+    transaction leaves the schema as it was.
+    """
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = masked(engine.url.render_as_string(hide_password=False))
+    try:
+        with _begin(engine) as connection:
+            command.upgrade(alembic_config(connection), revision)
+    except CommandError as exc:
+        raise WarehouseError(
+            f"cannot upgrade {url} to {revision!r}: {exc} (see `cifar-ops db history`)"
+        ) from None
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise WarehouseError(f"upgrading {url} to {revision!r} failed: {reason}") from None
     return state(engine)
 
 
