@@ -41,6 +41,7 @@ class RunOutcome:
     model_path: Path | None
     trial_index: int | None = None
     evaluation: EvaluationRecord | None = None
+    diverged: bool = False  # failed because the loss became NaN/inf: a retry would not help
 
 
 def execute(
@@ -147,7 +148,7 @@ def _train_and_evaluate(
             finished_at=datetime.now(UTC),
         )
         sink.finish_run(start.run_id, finish)
-        return RunOutcome(start.run_id, "failed", finish, None, index)
+        return RunOutcome(start.run_id, "failed", finish, None, index, diverged=True)
     tta = config.evaluation.flip_tta
     scores = {
         name: evaluation.split_score(

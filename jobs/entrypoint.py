@@ -177,14 +177,16 @@ def train(pod_run: PodRun, database_url: str) -> int:
 def exit_code_of(outcome: Any) -> int:
     """The exit code of a run that ended without raising.
 
-    `runner.execute` raises on crashes; the only failed outcome it returns is a diverged run
-    (finish reason "loss became nan at epoch N; ..."), which a retry would only resume from the
-    checkpoint's NaN weights, so it gets its own permanent code.
+    A diverged run (`outcome.diverged`: the loss became NaN) gets its own permanent code, since a
+    retry would only resume from the checkpoint's NaN weights; any other failed outcome is retried.
     """
     if outcome.status == "succeeded":
         return EXIT_SUCCEEDED
-    print(f"cifar-ops: run {outcome.run_id} diverged: {outcome.finish.reason}", file=sys.stderr)
-    return EXIT_DIVERGED
+    if getattr(outcome, "diverged", False):
+        print(f"cifar-ops: run {outcome.run_id} diverged: {outcome.finish.reason}", file=sys.stderr)
+        return EXIT_DIVERGED
+    print(f"cifar-ops: run {outcome.run_id} failed: {outcome.finish.reason}", file=sys.stderr)
+    return EXIT_RUN_FAILED
 
 
 def _mark(store: Any, run_id: str, status: str, reason: str) -> None:

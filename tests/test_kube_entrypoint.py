@@ -214,3 +214,15 @@ def test_diverged_run_exits_with_its_own_permanent_code(
     (run,) = store.list_runs(experiment="tiny-k8s")
     assert run.status == "failed" and "loss became nan" in (run.status_reason or "").lower()
     assert f"run {plan.runs[0].run_id} diverged" in capsys.readouterr().err
+
+
+def test_only_a_diverged_outcome_gets_the_permanent_code() -> None:
+    from cifar_ops.records import RunFinish
+    from cifar_ops.runner import RunOutcome
+
+    ok = RunOutcome("a" * 32, "succeeded", RunFinish(status="succeeded"), None)
+    diverged = RunOutcome("b" * 32, "failed", RunFinish(status="failed"), None, diverged=True)
+    other = RunOutcome("c" * 32, "failed", RunFinish(status="failed", reason="odd"), None)
+    assert entrypoint.exit_code_of(ok) == entrypoint.EXIT_SUCCEEDED
+    assert entrypoint.exit_code_of(diverged) == entrypoint.EXIT_DIVERGED
+    assert entrypoint.exit_code_of(other) == entrypoint.EXIT_RUN_FAILED  # retried, not permanent
