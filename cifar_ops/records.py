@@ -142,4 +142,5 @@ class RunSink(Protocol):
         """Set the terminal status and headline numbers."""
 
     def last_epoch(self, run_id: str) -> int:
-        """The highest epoch logged for the run (0 if none): where a resumed run continues."""
+        """The highest epoch logged for the run (0 if none), for progress checks; resume itself
+        continues from the run's checkpoint (checkpoints.py), not from this."""

@@ -269,7 +269,8 @@ class Store:
                 raise _unknown_run(run_id, self.url)
 
     def last_epoch(self, run_id: str) -> int:
-        """The highest epoch logged for the run (0 if none): where a resumed run continues."""
+        """The highest epoch logged for the run (0 if none), for progress checks; resume itself
+        continues from the run's checkpoint (checkpoints.py), not from this."""
         with self._transaction(f"reading the epochs of run {run_id}") as conn:
             query = select(func.max(epoch_stats.c.epoch)).where(epoch_stats.c.run_id == run_id)
             return int(conn.execute(query).scalar_one() or 0)
