@@ -6,6 +6,7 @@ application's own preprocessing, so a saved model needs nothing outside it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,11 +104,19 @@ def load_weights_file(model: keras.Model, path: Path) -> None:
         return
     errors = []
     for target in (model, base):
-        try:
-            target.load_weights(str(path))
+        # Keras warns for every part of the file that does not fit before it raises; those are
+        # expected while trying the other target, and a load that skipped parts is no fit either.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                target.load_weights(str(path))
+            except Exception as exc:  # shape or layout mismatch: try the next target
+                errors.append(f"{target.name}: {exc}")
+                continue
+        skipped = [w for w in caught if "Skipping" in str(w.message)]
+        if not skipped:
             return
-        except Exception as exc:  # shape or layout mismatch: try the next target
-            errors.append(f"{target.name}: {exc}")
+        errors.append(f"{target.name}: {len(skipped)} parts of the file did not match")
     raise ModelError(
         f"model.weights: {path} fits neither the whole {model.name} model nor its base "
         f"({'; '.join(errors)})"
