@@ -2,13 +2,17 @@
 
 Keras' `EarlyStopping` and `ReduceLROnPlateau` forget their counters at `on_train_begin`; the
 `Resumable*` subclasses put back what the last checkpoint recorded, so a resumed run stops and
-lowers its rate on the same epochs an uninterrupted one would.
+lowers its rate on the same epochs an uninterrupted one would. `StopOnSignal` turns Ctrl-C and
+SIGTERM into exceptions between steps, where raising cannot crash TensorFlow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -159,3 +163,51 @@ def _optional(logs: dict[str, Any], key: str) -> float | None:
 
 def _plain(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ctrl-C (SIGINT) and SIGTERM during training, raised where it is safe to raise them.
+
+    A signal handler that raises lands wherever the main thread happens to be, including inside
+    TensorFlow's C++ -> Python calls, which can crash the process (seen: SIGSEGV in
+    `convert_to_eager_tensor` at an epoch start). So the handlers only record the signal, and this
+    Keras callback raises it at the next batch or epoch boundary: `KeyboardInterrupt` for Ctrl-C,
+    `RunPreempted` for SIGTERM. A second Ctrl-C raises at once, for a run stuck in one long step.
+    A signal that arrives after the last epoch lets the run finish its evaluation.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: int | None = None
+
+    @contextlib.contextmanager
+    def catching(self) -> Iterator[None]:
+        """Install the recording handlers (main thread only; elsewhere a no-op)."""
+
+        def record(signum: int, frame: Any) -> None:
+            if signum == signal.SIGINT and self.received == signal.SIGINT:
+                raise KeyboardInterrupt  # the second Ctrl-C: stop now
+            self.received = signum
+
+        try:
+            previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread
+            yield
+            return
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _raise_if_signalled(self, *args: Any, **kwargs: Any) -> None:
+        if self.received == signal.SIGTERM:
+            from cifar_ops.runner import RunPreempted
+
+            raise RunPreempted("signal SIGTERM")
+        if self.received == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    # Keras calls these between steps, from plain Python: a safe place to raise.
+    on_train_batch_end = on_test_batch_end = on_predict_batch_end = _raise_if_signalled
+    on_epoch_begin = on_epoch_end = _raise_if_signalled

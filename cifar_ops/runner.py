@@ -56,6 +56,7 @@ def execute(
 ) -> RunOutcome:
     """Train and evaluate one config; the same `run_id` resumes from its last checkpoint."""
     from cifar_ops import training
+    from cifar_ops.callbacks import StopOnSignal
     from cifar_ops.checkpoints import RunDirectory
     from cifar_ops.data import load_dataset
     from cifar_ops.models import build_model
@@ -87,7 +88,8 @@ def execute(
             started_at=datetime.now(UTC),
         )
         monitor = _metrics_callback(config, start, len(dataset.train))
-        all_callbacks = [*callbacks, *([monitor] if monitor else [])]
+        stop_on_signal = StopOnSignal()  # Ctrl-C / SIGTERM, raised between steps
+        all_callbacks = [*callbacks, *([monitor] if monitor else []), stop_on_signal]
         status = "failed"
         try:
             sink.start_run(start)
@@ -96,7 +98,7 @@ def execute(
                 _finish_monitor(monitor, "failed")  # frees its port; nothing was started
             raise
         try:
-            with _sigterm_as_preemption():
+            with stop_on_signal.catching():
                 outcome = _train_and_evaluate(
                     model, config, dataset, sink, start, run_dir, all_callbacks, trial
                 )

@@ -164,3 +164,20 @@ def load_config_text(raw: dict) -> SearchConfig:
     loaded = load_config(path)
     assert isinstance(loaded, SearchConfig)
     return loaded
+
+
+def test_signals_during_training_are_raised_between_steps_not_inside_them() -> None:
+    from cifar_ops.callbacks import StopOnSignal
+
+    for signum, expected in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, RunPreempted)):
+        stop = StopOnSignal()
+        with stop.catching():
+            os.kill(os.getpid(), signum)  # recorded by the handler: nothing raised here
+            assert stop.received == signum
+            with pytest.raises(expected):
+                stop.on_train_batch_end(0)  # raised at the next step boundary
+    stop = StopOnSignal()
+    with stop.catching(), pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C does not wait for a boundary
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
