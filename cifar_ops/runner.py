@@ -12,10 +12,9 @@ import contextlib
 import multiprocessing
 import os
 import platform
-import signal
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -211,27 +210,11 @@ def _metrics_callback(config: RunConfig, start: RunStart, train_images: int) -> 
 def _finish_monitor(monitor: Any, status: str) -> None:
     """Export the final status and wait for the last scrape. The run's end is already in the
     warehouse, so a SIGTERM or Ctrl-C in that wait (up to a minute) must not turn a succeeded run
-    into a preempted one: it only cuts the wait short."""
-    with contextlib.suppress(KeyboardInterrupt), _sigterm_as_preemption():
+    into a preempted one: signals are only recorded, and a second Ctrl-C ends the wait."""
+    from cifar_ops.callbacks import StopOnSignal
+
+    with contextlib.suppress(KeyboardInterrupt), StopOnSignal().catching():
         monitor.finish(status)
-
-
-@contextlib.contextmanager
-def _sigterm_as_preemption() -> Iterator[None]:
-    """Turn SIGTERM into `RunPreempted` while training (main thread only; elsewhere a no-op)."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise RunPreempted(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def git_sha() -> str | None:
