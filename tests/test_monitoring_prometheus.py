@@ -73,11 +73,17 @@ class KerasLogs(keras.callbacks.Callback):
 
 
 def scraped_val_accuracy_by_epoch(prom: PrometheusAPI, run_id: str) -> dict[int, set[float]]:
-    """Every scraped val_accuracy sample, grouped by the epoch gauge of the same scrape."""
-    epochs = dict(prom.samples(f'cifar_ops_epoch{{run_id="{run_id}"}}'))
+    """Every scraped val_accuracy sample, grouped by the epoch gauge of the same scrape.
+
+    Both series come from one query, so one evaluation time: two queries could straddle a scrape
+    and see a sample in one series that the other's window does not reach yet.
+    """
+    selector = f'{{__name__=~"cifar_ops_epoch|cifar_ops_val_accuracy", run_id="{run_id}"}}[10m]'
+    series = {r["metric"]["__name__"]: r["values"] for r in prom.query(selector)}
+    epochs = {float(t): float(v) for t, v in series.get("cifar_ops_epoch", [])}
     by_epoch: dict[int, set[float]] = defaultdict(set)
-    for timestamp, value in prom.samples(f'cifar_ops_val_accuracy{{run_id="{run_id}"}}'):
-        by_epoch[int(epochs[timestamp])].add(value)
+    for timestamp, value in series.get("cifar_ops_val_accuracy", []):
+        by_epoch[int(epochs[float(timestamp)])].add(float(value))
     return dict(by_epoch)
 
 
