@@ -36,7 +36,9 @@ def forget_run_metrics(
     """
     if not run_ids and experiment is None:
         raise CifarOpsError("name run ids or --experiment")
-    summaries = [store.get_run(run_id).summary for run_id in run_ids]
+    named = [store.get_run(run_id) for run_id in run_ids]
+    configs: dict[str, dict[str, Any]] = {d.summary.run_id: d.config or {} for d in named}
+    summaries = [detail.summary for detail in named]
     if experiment is not None:
         summaries += store.list_runs(experiment=experiment, limit=None)
     result = ForgetResult()
@@ -44,7 +46,9 @@ def forget_run_metrics(
         if run.status not in TERMINAL_STATUSES:
             result.skipped.append((run.run_id, f"still {run.status}"))
             continue
-        target = gateway or _configured_gateway(store, run.run_id)
+        if gateway is None and run.run_id not in configs:
+            configs[run.run_id] = store.get_run(run.run_id).config or {}
+        target = gateway or _configured_gateway(configs.get(run.run_id, {}))
         if not target:
             result.skipped.append((run.run_id, "ran without monitoring.pushgateway"))
             continue
@@ -53,6 +57,5 @@ def forget_run_metrics(
     return result
 
 
-def _configured_gateway(store: Any, run_id: str) -> str | None:
-    config = store.get_run(run_id).config or {}
+def _configured_gateway(config: dict[str, Any]) -> str | None:
     return (config.get("monitoring") or {}).get("pushgateway")
