@@ -274,7 +274,6 @@ def run_locally(
                 sink_factory=partial(open_store, url),
                 callbacks=callbacks,
             )
-        run_id = run_id or uuid.uuid4().hex
         return [execute(loaded, sink=store, run_id=run_id, callbacks=callbacks)]
 
 
