@@ -114,8 +114,7 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaState:
             f"cannot upgrade {url} to {revision!r}: {exc} (see `cifar-ops db history`)"
         ) from None
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise WarehouseError(f"upgrading {url} to {revision!r} failed: {reason}") from None
+        raise WarehouseError(f"upgrading {url} to {revision!r} failed: {_reason(exc)}") from None
     return state(engine)
 
 
@@ -171,11 +170,15 @@ def _begin(engine: Engine) -> AbstractContextManager[Connection]:
 def unreachable(engine: Engine, exc: BaseException) -> WarehouseError:
     """The error for a database that cannot be reached, naming it (password masked)."""
     url = masked(engine.url.render_as_string(hide_password=False))
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    reason = detail[0] if detail else type(exc).__name__
     return WarehouseError(
-        f"cannot reach the warehouse {url}: {reason} (check CIFAR_OPS_DATABASE_URL)"
+        f"cannot reach the warehouse {url}: {_reason(exc)} (check CIFAR_OPS_DATABASE_URL)"
     )
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of the driver's message (SQLAlchemy wraps it in `.orig`)."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return detail[0] if detail else type(exc).__name__
 
 
 def upgrade_database(url: str | None = None, revision: str = "head") -> SchemaState:
