@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cifar_ops.errors import CifarOpsError, WarehouseError
 from cifar_ops.report.model import Kpis, ReportData, RunReport, SearchReport
+from cifar_ops.warehouse.engine import driver_reason
 from cifar_ops.warehouse.views import qualified_name
 
 MISTAKES_SHOWN = 24  # most confident mistakes per run
@@ -45,10 +46,9 @@ class _Views:
             with self.engine.connect() as connection:
                 return pd.read_sql(text(sql), connection, params=params or {})
         except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise WarehouseError(
                 f"reading the reporting view {view} from the warehouse {self.where} failed: "
-                f"{reason}; `cifar-ops db upgrade` creates the views"
+                f"{driver_reason(exc)}; `cifar-ops db upgrade` creates the views"
             ) from exc
 
 

@@ -27,6 +27,12 @@ def masked(url: str) -> str:
         return url
 
 
+def driver_reason(exc: BaseException) -> str:
+    """The first line of the database driver's message (SQLAlchemy wraps it in `.orig`)."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return detail[0] if detail else type(exc).__name__
+
+
 def dialect_of(url: str) -> str:
     """`postgresql` or `sqlite`; anything else is refused with the allowed forms."""
     try:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cifar_ops import settings
 from cifar_ops.errors import WarehouseError
-from cifar_ops.warehouse.engine import create_warehouse_engine, masked
+from cifar_ops.warehouse.engine import create_warehouse_engine, driver_reason, masked
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
@@ -114,7 +114,9 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaState:
             f"cannot upgrade {url} to {revision!r}: {exc} (see `cifar-ops db history`)"
         ) from None
     except SQLAlchemyError as exc:
-        raise WarehouseError(f"upgrading {url} to {revision!r} failed: {_reason(exc)}") from None
+        raise WarehouseError(
+            f"upgrading {url} to {revision!r} failed: {driver_reason(exc)}"
+        ) from None
     return state(engine)
 
 
@@ -171,14 +173,8 @@ def unreachable(engine: Engine, exc: BaseException) -> WarehouseError:
     """The error for a database that cannot be reached, naming it (password masked)."""
     url = masked(engine.url.render_as_string(hide_password=False))
     return WarehouseError(
-        f"cannot reach the warehouse {url}: {_reason(exc)} (check CIFAR_OPS_DATABASE_URL)"
+        f"cannot reach the warehouse {url}: {driver_reason(exc)} (check CIFAR_OPS_DATABASE_URL)"
     )
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of the driver's message (SQLAlchemy wraps it in `.orig`)."""
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return detail[0] if detail else type(exc).__name__
 
 
 def upgrade_database(url: str | None = None, revision: str = "head") -> SchemaState:

@@ -41,7 +41,7 @@ from cifar_ops.records import (
     RunStart,
 )
 from cifar_ops.warehouse import bulk, migrate
-from cifar_ops.warehouse.engine import create_warehouse_engine, masked
+from cifar_ops.warehouse.engine import create_warehouse_engine, driver_reason, masked
 from cifar_ops.warehouse.results import (
     EvaluationResult,
     ExperimentSummary,
@@ -134,10 +134,10 @@ class Store:
             with connection, connection.begin():
                 yield connection
         except IntegrityError as exc:
-            reason = str(exc.orig).strip().splitlines()[0]
+            reason = driver_reason(exc)
             raise WarehouseError(f"the warehouse {self.url} refused {action}: {reason}") from exc
         except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            reason = driver_reason(exc)
             raise WarehouseError(f"the warehouse {self.url} failed {action}: {reason}") from exc
 
     # --- writes: the RunSink ------------------------------------------------------------------
