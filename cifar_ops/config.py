@@ -142,6 +142,12 @@ class FastModel(_ModelBase):
     widths: list[PositiveInt] = [64, 256, 256]  # airbench-style block widths
     stem_filters: PositiveInt = 24
     batch_norm_momentum: OpenFraction = 0.6
+    # A 2x2 stem fitted to the training images' patch covariance (airbench's whitening) instead
+    # of a learned one; it has 2 x 4 x channels filters (24 for RGB), which stem_filters must be.
+    whiten: bool = False
+    # Each conv's first in-channels filters start as the identity (airbench's dirac init), so a
+    # fresh group passes its input through; the other filters start random.
+    dirac_init: bool = False
 
 
 ModelConfig = Annotated[
@@ -178,6 +184,17 @@ class OptimizerConfig(Strict):
     momentum: Fraction = 0.0  # sgd only
     nesterov: bool = False  # sgd only
     weight_decay: NonNegativeFloat = 0.0  # decoupled for adamw, L2-style for sgd/adam
+    # sgd only: BatchNorm shifts (`beta`) learn this many times faster (airbench: 64)
+    batch_norm_lr_scale: PositiveFloat = 1.0
+
+    @model_validator(mode="after")
+    def _lr_scale_is_for_sgd(self) -> OptimizerConfig:
+        if self.batch_norm_lr_scale != 1.0 and self.name != "sgd":
+            raise ValueError(
+                "optimizer.batch_norm_lr_scale works with name 'sgd' only (adaptive optimizers "
+                f"undo a gradient scale); remove it or use sgd, not {self.name!r}"
+            )
+        return self
 
 
 class Stage(Strict):
@@ -230,7 +247,9 @@ class TrainConfig(Strict):
 class EvaluationConfig(Strict):
     log_predictions: bool = True  # one warehouse row per test image
     calibration_bins: Annotated[int, Field(ge=2, le=100)] = 15
-    flip_tta: bool = False  # average each image's prediction with its mirror image's
+    # Test-time augmentation: `flip` averages each image with its mirror, `flip_translate` adds
+    # one-pixel shifts of both (airbench's levels 1 and 2); evaluate and predict replay it.
+    tta: Literal["none", "flip", "flip_translate"] = "none"
 
 
 class MonitoringConfig(Strict):

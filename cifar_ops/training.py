@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+import numpy as np
 
 from cifar_ops.callbacks import (
     BestModelCheckpoint,
@@ -25,10 +26,12 @@ from cifar_ops.callbacks import (
     ResumablePlateau,
 )
 from cifar_ops.checkpoints import RunDirectory, TrainingState
-from cifar_ops.config import OptimizerConfig, RunConfig, ScheduleConfig
+from cifar_ops.config import RunConfig, ScheduleConfig
 from cifar_ops.data import Dataset
 from cifar_ops.errors import ConfigError
 from cifar_ops.losses import SparseSmoothedCrossentropy
+from cifar_ops.models import fit_to_data
+from cifar_ops.optimizers import build_optimizer
 from cifar_ops.records import EpochRecord, RunSink
 from cifar_ops.schedules import learning_rate_for
 
@@ -104,17 +107,6 @@ def has_base(model: keras.Model) -> bool:
     return any(layer.name == BASE_LAYER for layer in model.layers)
 
 
-def build_optimizer(config: OptimizerConfig, learning_rate: Any) -> keras.optimizers.Optimizer:
-    """SGD (momentum, nesterov), Adam, or AdamW with decoupled weight decay."""
-    if config.name == "sgd":
-        return keras.optimizers.SGD(
-            learning_rate, momentum=config.momentum, nesterov=config.nesterov
-        )
-    if config.name == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
-    return keras.optimizers.Adam(learning_rate)
-
-
 def apply_l2(model: keras.Model, weight_decay: float) -> None:
     """L2-style weight decay for SGD and Adam: a penalty on every kernel that has none yet.
 
@@ -186,7 +178,7 @@ def fit(
         save_best_only=True,
         initial_value_threshold=state.callbacks.get("best_model", {}).get("best"),
     )
-    _restore_weights(model, config, plan, state, run_dir, steps)
+    _restore_weights(model, config, plan, state, run_dir, steps, dataset.train.images)
     for index, phase in enumerate(plan):
         if _phase_finished(plan, index, state):
             continue
@@ -235,14 +227,19 @@ def _restore_weights(
     state: TrainingState,
     run_dir: RunDirectory,
     steps: int,
+    dataset_images: np.ndarray,
 ) -> None:
-    """Compile for the checkpoint's phase and load its weights and optimizer state into it."""
+    """Compile for the checkpoint's phase and load its weights and optimizer state into it.
+
+    A fresh run instead fits the model's data-fitted layers (whitening) to the training images.
+    """
     phase = next(p for p in plan if p.name == state.phase)
     if phase is plan[0]:
         compile_phase(model, config, phase, steps)
     else:
         _enter_phase(model, config, phase, steps)
     if state.weights_file is None:
+        fit_to_data(model, dataset_images)
         return
     model.optimizer.build(model.trainable_variables)
     model.load_weights(run_dir.weights_path(state))

@@ -15,6 +15,7 @@ from cifar_ops.checkpoints import RunDirectory
 from cifar_ops.config import OptimizerConfig, ScheduleConfig
 from cifar_ops.errors import ConfigError
 from cifar_ops.losses import SparseSmoothedCrossentropy
+from cifar_ops.optimizers import build_optimizer
 from cifar_ops.runner import execute
 from cifar_ops.schedules import learning_rate_for, rate_at
 from tests.engine_helpers import nested_base_model, tiny_config
@@ -204,13 +205,13 @@ def test_label_smoothing_matches_categorical_crossentropy_on_one_hot_labels() ->
 
 
 def test_optimizers_follow_the_config() -> None:
-    sgd = training.build_optimizer(
+    sgd = build_optimizer(
         OptimizerConfig(name="sgd", momentum=0.9, nesterov=True, learning_rate=0.1), 0.1
     )
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.9
-    adamw = training.build_optimizer(OptimizerConfig(name="adamw", weight_decay=0.01), 0.001)
+    adamw = build_optimizer(OptimizerConfig(name="adamw", weight_decay=0.01), 0.001)
     assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == 0.01
-    adam = training.build_optimizer(OptimizerConfig(name="adam"), 0.001)
+    adam = build_optimizer(OptimizerConfig(name="adam"), 0.001)
     assert type(adam) is keras.optimizers.Adam
 
 
@@ -292,3 +293,37 @@ def test_a_diverging_run_is_failed_with_nan_kept() -> None:
     assert outcome.status == "failed"
     assert "loss became nan" in (sink.finishes[outcome.run_id].reason or "").lower()
     assert math.isnan(sink.history(outcome.run_id)[-1].loss)
+
+
+def test_batch_norm_shifts_learn_faster_by_the_configured_scale() -> None:
+    def one_step(scale: float) -> dict[str, np.ndarray]:
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((4,))
+        x = keras.layers.Dense(3, use_bias=False, name="dense")(inputs)
+        x = keras.layers.BatchNormalization(scale=False, name="bn")(x)
+        model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+        optimizer = build_optimizer(
+            OptimizerConfig(name="sgd", learning_rate=0.01, batch_norm_lr_scale=scale), 0.01
+        )
+        model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError())
+        before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+        rng = np.random.default_rng(0)
+        model.fit(rng.normal(size=(8, 4)), rng.normal(size=(8, 2)), batch_size=8, verbose=0)
+        return {v.path: v.numpy() - before[v.path] for v in model.trainable_variables}
+
+    plain, scaled = one_step(1.0), one_step(64.0)
+    assert np.abs(plain["bn/beta"]).max() > 0
+    np.testing.assert_allclose(scaled["bn/beta"], 64 * plain["bn/beta"], rtol=1e-4)
+    for path in ("dense/kernel", "head/kernel", "head/bias"):
+        np.testing.assert_allclose(scaled[path], plain[path], rtol=1e-6)
+    restored = keras.optimizers.deserialize(
+        keras.optimizers.serialize(
+            build_optimizer(OptimizerConfig(name="sgd", batch_norm_lr_scale=64.0), 0.1)
+        )
+    )
+    assert restored.batch_norm_lr_scale == 64.0
+
+
+def test_batch_norm_lr_scale_is_refused_for_adaptive_optimizers() -> None:
+    with pytest.raises(ValueError, match="batch_norm_lr_scale works with name 'sgd' only"):
+        OptimizerConfig(name="adamw", batch_norm_lr_scale=64.0)

@@ -1,5 +1,6 @@
 """Model families, registered by `model.name`: `build_model(cfg)` gives an uncompiled Keras model
-that takes raw pixels in [0, 255]; `set_trainable_tail` opens a transfer base for fine-tuning."""
+that takes raw pixels in [0, 255]; `fit_to_data` fits the layers set from the training images
+(whitening) before a fresh run; `set_trainable_tail` opens a transfer base for fine-tuning."""
 
 from cifar_ops.models import (  # noqa: F401  (importing a family registers its builder)
     conv4,
@@ -13,5 +14,12 @@ from cifar_ops.models import (  # noqa: F401  (importing a family registers its 
 )
 from cifar_ops.models.registry import build_model, registered_names
 from cifar_ops.models.transfer import load_weights_file, set_trainable_tail
+from cifar_ops.models.whitening import fit_to_data
 
-__all__ = ["build_model", "load_weights_file", "registered_names", "set_trainable_tail"]
+__all__ = [
+    "build_model",
+    "fit_to_data",
+    "load_weights_file",
+    "registered_names",
+    "set_trainable_tail",
+]

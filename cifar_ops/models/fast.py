@@ -1,15 +1,20 @@
-"""Airbench-style fast net (after Keller Jordan's airbench): a 2x2 conv stem, then per width a
-group of conv -> max pool -> BN -> GELU -> conv -> BN -> GELU, a global max pool and a linear head
-whose logits are scaled down. BatchNorm keeps no scale (only a shift) and moves fast."""
+"""Airbench-style fast net (after Keller Jordan's airbench): a 2x2 conv stem (learned, or fitted
+to the data as patch whitening: models/whitening.py), then per width a group of conv -> max pool
+-> BN -> GELU -> conv -> BN -> GELU (convs optionally identity-initialised: `dirac_init`), a
+global max pool and a linear head whose logits are scaled down. BatchNorm keeps no scale (only a
+shift) and moves fast."""
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from cifar_ops.config import FastModel
+from cifar_ops.errors import ConfigError
 from cifar_ops.models.layers import image_input
 from cifar_ops.models.registry import register
+from cifar_ops.models.whitening import PatchWhitening
 
 # CIFAR-10 channel statistics on [0, 255] pixels: the stem sees unit-scale inputs.
 CIFAR10_MEAN = (125.31, 122.95, 113.87)
@@ -23,10 +28,10 @@ def build_fast(cfg: FastModel, *, input_shape: tuple[int, int, int], num_classes
     x = layers.Normalization(
         mean=list(CIFAR10_MEAN), variance=[s * s for s in CIFAR10_STD], name="normalize"
     )(inputs)
-    x = layers.Conv2D(cfg.stem_filters, 2, padding="valid", name="stem_conv")(x)
+    x = stem(x, cfg, channels=input_shape[-1])
     x = layers.Activation("gelu", name="stem_gelu")(x)
     for i, width in enumerate(cfg.widths, start=1):
-        x = conv_group(x, width, cfg.batch_norm_momentum, f"group{i}")
+        x = conv_group(x, width, cfg, f"group{i}")
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     if cfg.dropout:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
@@ -36,12 +41,45 @@ def build_fast(cfg: FastModel, *, input_shape: tuple[int, int, int], num_classes
     return keras.Model(inputs, outputs, name="fast")
 
 
-def conv_group(x: keras.KerasTensor, filters: int, momentum: float, name: str):
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+def stem(x: keras.KerasTensor, cfg: FastModel, *, channels: int) -> keras.KerasTensor:
+    """2x2 valid conv: learned, or whitening fitted to the data (`whiten`) before training."""
+    if not cfg.whiten:
+        return layers.Conv2D(cfg.stem_filters, 2, padding="valid", name="stem_conv")(x)
+    if cfg.stem_filters != 2 * 4 * channels:
+        raise ConfigError(
+            f"model.stem_filters: a whitened 2x2 stem on {channels}-channel images has "
+            f"{2 * 4 * channels} filters, not {cfg.stem_filters}; set stem_filters: "
+            f"{2 * 4 * channels} or whiten: false"
+        )
+    return PatchWhitening(patch_size=2, name="stem_whiten")(x)
+
+
+def conv_group(x: keras.KerasTensor, filters: int, cfg: FastModel, name: str):
+    init = PartialIdentity() if cfg.dirac_init else "glorot_uniform"
+    momentum = cfg.batch_norm_momentum
+    x = layers.Conv2D(
+        filters, 3, padding="same", use_bias=False, kernel_initializer=init, name=f"{name}_conv1"
+    )(x)
     x = layers.MaxPooling2D(name=f"{name}_pool")(x)
     x = _bn_gelu(x, momentum, f"{name}_1")
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    x = layers.Conv2D(
+        filters, 3, padding="same", use_bias=False, kernel_initializer=init, name=f"{name}_conv2"
+    )(x)
     return _bn_gelu(x, momentum, f"{name}_2")
+
+
+@keras.saving.register_keras_serializable(package="cifar_ops")
+class PartialIdentity(keras.initializers.Initializer):
+    """Glorot-uniform conv kernel whose first min(in, out) filters are the identity (dirac)."""
+
+    def __call__(self, shape, dtype=None):
+        height, width, channels_in, channels_out = shape
+        kernel = keras.initializers.GlorotUniform()(shape, dtype=dtype)
+        count = min(channels_in, channels_out)
+        identity = np.zeros((height, width, channels_in, count), dtype="float32")
+        identity[height // 2, width // 2, np.arange(count), np.arange(count)] = 1.0
+        identity = keras.ops.convert_to_tensor(identity, dtype=kernel.dtype)
+        return keras.ops.concatenate([identity, kernel[..., count:]], axis=-1)
 
 
 def _bn_gelu(x: keras.KerasTensor, momentum: float, name: str) -> keras.KerasTensor:
