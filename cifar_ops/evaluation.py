@@ -33,22 +33,44 @@ class SplitScore:
 
 
 def predict_split(
-    model: Any, images: np.ndarray, batch_size: int = PREDICT_BATCH, *, flip_tta: bool = False
+    model: Any, images: np.ndarray, batch_size: int = PREDICT_BATCH, *, tta: str = "none"
 ) -> np.ndarray:
     """Class probabilities (N, classes) as float64, in batches, for uint8 or float images.
 
-    With `flip_tta` each image's probabilities are averaged with its mirror image's (test-time
-    augmentation: the flip the model was trained with, for a cheap accuracy gain).
+    Test-time augmentation (`tta`, airbench's levels) scores views the model was trained on:
+    `flip` averages each image with its mirror; `flip_translate` takes half of that and half of
+    the same for the image shifted one pixel up-left and one pixel down-right (reflect padding).
     """
     import tensorflow as tf
 
-    pixels = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    pixels = pixels.map(lambda x: tf.cast(x, tf.float32)).prefetch(tf.data.AUTOTUNE)
-    probabilities = np.asarray(model.predict(pixels, verbose=0), dtype=np.float64)
-    if flip_tta:
-        mirrored = pixels.map(lambda x: tf.reverse(x, axis=[2]))
-        probabilities = (probabilities + model.predict(mirrored, verbose=0)) / 2.0
-    return probabilities
+    def probabilities_of(view) -> np.ndarray:
+        pixels = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+        pixels = pixels.map(lambda x: view(tf.cast(x, tf.float32)))
+        return np.asarray(model.predict(pixels.prefetch(tf.data.AUTOTUNE), verbose=0), np.float64)
+
+    def with_mirror(view) -> np.ndarray:
+        return (probabilities_of(view) + probabilities_of(lambda x: tf.reverse(view(x), [2]))) / 2
+
+    if tta == "none":
+        return probabilities_of(lambda x: x)
+    if tta == "flip":
+        return with_mirror(lambda x: x)
+    if tta != "flip_translate":
+        raise ValueError(f"tta: {tta!r} is not one of none, flip, flip_translate")
+    shifted = [with_mirror(lambda x, d=d: shift(x, d)) for d in (-1, 1)]
+    return with_mirror(lambda x: x) / 2 + (shifted[0] + shifted[1]) / 4
+
+
+def shift(images: Any, pixels: int) -> Any:
+    """Images (N, H, W, C) moved `pixels` down and right (negative: up and left), the uncovered
+    edge filled by reflection, as the training crop's reflect padding fills it."""
+    import tensorflow as tf
+
+    pad = abs(pixels)
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    offset = pad - pixels  # content moves by +pixels when the window starts earlier
+    return padded[:, offset : offset + height, offset : offset + width, :]
 
 
 def split_score(labels: np.ndarray, probabilities: np.ndarray) -> SplitScore:

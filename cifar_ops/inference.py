@@ -82,7 +82,7 @@ def predict_files(saved: SavedModel, images: list[Path]) -> list[ImagePrediction
         pixels.append(load_image_file(image_path, saved.image_size))
         with Image.open(image_path) as opened:
             described.append((str(image_path), opened.width, opened.height, opened.mode))
-    probabilities = predict_split(saved.model, np.stack(pixels), flip_tta=flip_tta_of(saved))
+    probabilities = predict_split(saved.model, np.stack(pixels), tta=tta_of(saved))
     results = []
     for (name, width, height, mode), row in zip(described, probabilities, strict=True):
         best = int(row.argmax())
@@ -117,7 +117,7 @@ def evaluate_saved_model(
     chosen = dataset.split(split)
     if len(chosen) == 0:
         raise DataError(f"{data_dir}: the {split} split has no images")
-    probabilities = predict_split(saved.model, chosen.images, flip_tta=flip_tta_of(saved))
+    probabilities = predict_split(saved.model, chosen.images, tta=tta_of(saved))
     return score_probabilities(
         chosen.labels,
         probabilities,
@@ -128,10 +128,15 @@ def evaluate_saved_model(
     )
 
 
-def flip_tta_of(saved: SavedModel) -> bool:
-    """Whether the run scored with flip test-time augmentation (its config.json), to do the same."""
+def tta_of(saved: SavedModel) -> str:
+    """The test-time augmentation the run scored with (its config.json), to do the same.
+
+    Runs saved before `evaluation.tta` existed recorded `flip_tta: true|false`.
+    """
     evaluation = (saved.run_config or {}).get("evaluation") or {}
-    return bool(evaluation.get("flip_tta", False))
+    if "tta" in evaluation:
+        return str(evaluation["tta"])
+    return "flip" if evaluation.get("flip_tta") else "none"
 
 
 def data_config_for(saved: SavedModel, data_dir: Path | None) -> tuple[DataConfig, int]:

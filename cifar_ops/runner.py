@@ -150,14 +150,14 @@ def _train_and_evaluate(
         )
         sink.finish_run(start.run_id, finish)
         return RunOutcome(start.run_id, "failed", finish, None, index, diverged=True)
-    tta = config.evaluation.flip_tta
+    tta = config.evaluation.tta
     scores = {
         name: evaluation.split_score(
-            split.labels, evaluation.predict_split(model, split.images, flip_tta=tta)
+            split.labels, evaluation.predict_split(model, split.images, tta=tta)
         )
         for name, split in (("train", dataset.train), ("validation", dataset.validation))
     }
-    test_probabilities = evaluation.predict_split(model, dataset.test.images, flip_tta=tta)
+    test_probabilities = evaluation.predict_split(model, dataset.test.images, tta=tta)
     record = evaluation.score_probabilities(
         dataset.test.labels,
         test_probabilities,

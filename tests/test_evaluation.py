@@ -87,32 +87,60 @@ def test_a_class_never_predicted_has_zero_precision_not_an_error() -> None:
     assert np.isfinite(record.loss)  # a zero probability on the true class is clipped
 
 
-def test_flip_tta_averages_each_image_with_its_mirror() -> None:
+def _tiny_asymmetric_model():
     import keras
-
-    from cifar_ops.evaluation import predict_split
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4, 4, 3))
     flat = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(flat))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(flat))
+
+
+def test_flip_tta_averages_each_image_with_its_mirror() -> None:
+    from cifar_ops.evaluation import predict_split
+
+    model = _tiny_asymmetric_model()
     images = np.random.default_rng(0).integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
     plain = predict_split(model, images)
     mirrored = predict_split(model, images[:, :, ::-1, :].copy())
-    tta = predict_split(model, images, flip_tta=True)
+    tta = predict_split(model, images, tta="flip")
     assert not np.allclose(plain, mirrored), "the model is not mirror-symmetric"
     np.testing.assert_allclose(tta, (plain + mirrored) / 2, rtol=1e-6)
     np.testing.assert_allclose(tta.sum(axis=1), 1.0, rtol=1e-6)
 
 
-def test_saved_runs_replay_their_flip_tta_setting() -> None:
+def test_flip_translate_tta_adds_one_pixel_shifts_with_reflected_edges() -> None:
+    from cifar_ops.evaluation import predict_split
+
+    model = _tiny_asymmetric_model()
+    images = np.random.default_rng(1).integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    up_left, down_right = padded[:, 2:, 2:, :], padded[:, :4, :4, :]
+    # down-right: the top row/left column are the reflection of row/column 1
+    np.testing.assert_array_equal(down_right[:, 1:, 1:], images[:, :3, :3])
+    np.testing.assert_array_equal(down_right[:, 0, 1:], images[:, 1, :3])
+
+    def flip_avg(x: np.ndarray) -> np.ndarray:
+        return (predict_split(model, x) + predict_split(model, x[:, :, ::-1].copy())) / 2
+
+    expected = flip_avg(images) / 2 + (flip_avg(up_left) + flip_avg(down_right)) / 4
+    got = predict_split(model, images, tta="flip_translate")
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert not np.allclose(got, flip_avg(images)), "the shifts changed nothing"
+    with pytest.raises(ValueError, match="flip_translate"):
+        predict_split(model, images, tta="rotate")
+
+
+def test_saved_runs_replay_their_tta_setting() -> None:
     from pathlib import Path
 
-    from cifar_ops.inference import SavedModel, flip_tta_of
+    from cifar_ops.inference import SavedModel, tta_of
 
     def saved(config: dict | None) -> SavedModel:
         return SavedModel(Path("m.keras"), None, ["a"], 32, config)
 
-    assert flip_tta_of(saved({"evaluation": {"flip_tta": True}})) is True
-    assert flip_tta_of(saved({"evaluation": {"calibration_bins": 15}})) is False
-    assert flip_tta_of(saved(None)) is False
+    assert tta_of(saved({"evaluation": {"tta": "flip_translate"}})) == "flip_translate"
+    assert tta_of(saved({"evaluation": {"tta": "none"}})) == "none"
+    assert tta_of(saved({"evaluation": {"flip_tta": True}})) == "flip"  # saved before `tta`
+    assert tta_of(saved({"evaluation": {"calibration_bins": 15}})) == "none"
+    assert tta_of(saved(None)) == "none"
