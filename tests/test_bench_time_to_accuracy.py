@@ -1,0 +1,82 @@
+"""bench/time_to_accuracy.py runs end to end on a tiny synthetic task (so the GPU benchmark does
+not rot between the sessions that have a GPU); its summary arithmetic is checked on known epochs.
+No timing is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("tta_bench", REPO / "bench/time_to_accuracy.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_summary_counts_seconds_up_to_the_first_epoch_at_the_target() -> None:
+    bench = load_bench()
+    epochs = [
+        {"epoch": 1, "seconds": 10.0, "accuracy": 0.5},  # includes compilation
+        {"epoch": 2, "seconds": 2.0, "accuracy": 0.8},
+        {"epoch": 3, "seconds": 3.0, "accuracy": 0.7},
+        {"epoch": 4, "seconds": 4.0, "accuracy": 0.9},
+    ]
+    summary = bench.summarise("c.yaml", 10, 100, epochs, target=0.8)
+    assert summary["reached_at_epoch"] == 2
+    assert summary["seconds_to_target"] == 12.0
+    assert summary["warm_seconds_to_target"] == 3.0 + 2.0  # first epoch at the median (3 s)
+    assert summary["best_accuracy"] == 0.9 and summary["final_accuracy"] == 0.9
+    missed = bench.summarise("c.yaml", 10, 100, epochs, target=0.95)
+    assert missed["reached_at_epoch"] is None and missed["seconds_to_target"] is None
+    assert "not reached by both" in bench.compare(missed, summary)
+    faster = bench.summarise("c.yaml", 10, 100, epochs, target=0.5)  # reached at epoch 1
+    assert faster["warm_seconds_to_target"] == 3.0
+    assert "1.67x faster" in bench.compare(faster, summary)
+
+
+def test_bench_trains_both_configs_and_prints_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    candidate, baseline = tmp_path / "candidate.yaml", tmp_path / "baseline.yaml"
+    body = """
+experiment: bench-smoke
+seed: 3
+data: {source: synthetic, synthetic_images: 400, num_classes: 4, image_size: 16}
+augmentation: {flip: true, crop_padding: 2}
+optimizer: {name: sgd, learning_rate: 0.05, momentum: 0.85, nesterov: true}
+schedule: {name: one_cycle}
+train: {epochs: 2, batch_size: 32}
+"""
+    candidate.write_text(
+        body
+        + "model: {name: fast, widths: [8, 8, 8], whiten: true, dirac_init: true}\n"
+        + "evaluation: {tta: flip_translate}\n"
+    )
+    baseline.write_text(body + "model: {name: fast, widths: [8, 8, 8], stem_filters: 8}\n")
+    load_bench().main(
+        [
+            "--config",
+            str(candidate),
+            "--baseline",
+            str(baseline),
+            "--target",
+            "0.3",
+            "--set",
+            "optimizer.learning_rate=0.04",
+        ]
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    results = [json.loads(line) for line in lines]
+    assert [Path(r["config"]).name for r in results] == ["candidate.yaml", "baseline.yaml"]
+    for result in results:
+        assert [e["epoch"] for e in result["epochs"]] == [1, 2]
+        assert all(0.0 <= e["accuracy"] <= 1.0 and e["seconds"] > 0 for e in result["epochs"])
+        assert result["train_images"] > 0 and result["params"] > 0
