@@ -149,3 +149,20 @@ def test_dirac_init_makes_each_conv_pass_its_input_through_on_the_first_filters(
         FastModel(name="fast", widths=[8, 8]), input_shape=(16, 16, 3), num_classes=4
     )
     assert not np.allclose(np.asarray(plain.get_layer("group2_conv2")(x)), x)
+
+
+def test_the_fitting_sample_is_drawn_from_the_whole_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Splits can be ordered by class: the first images alone would whiten for one class."""
+    from cifar_ops.models import whitening
+
+    seen: list[np.ndarray] = []
+    monkeypatch.setattr(whitening, "WHITENING_SAMPLE", 20)
+    monkeypatch.setattr(PatchWhitening, "fit", lambda self, inputs: seen.append(inputs))
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, PatchWhitening(name="w")(inputs))
+    images = np.repeat(np.arange(100, dtype=np.uint8), 48).reshape(100, 4, 4, 3)  # image i == i
+    assert fit_to_data(model, images) == 1
+    drawn = sorted({int(v) for v in np.unique(seen[0])})
+    assert len(drawn) == 20 and drawn[0] < 25 and drawn[-1] >= 75
+    fit_to_data(model, images)
+    np.testing.assert_array_equal(seen[0], seen[1])  # the same sample every time

@@ -97,10 +97,13 @@ def fit_to_data(model: keras.Model, images: np.ndarray) -> int:
     """Fit each `PatchWhitening` layer of `model` to what it sees of `images`; how many it fitted.
 
     The layer's inputs come from the model's own layers in front of it (e.g. normalisation), run
-    on the first `WHITENING_SAMPLE` images.
+    on `WHITENING_SAMPLE` images drawn with a fixed seed from the whole array: a split may be
+    ordered by class, and its first images would describe one or two classes only.
     """
     fitted = 0
-    sample = images[:WHITENING_SAMPLE]
+    size = min(WHITENING_SAMPLE, len(images))
+    chosen = np.sort(np.random.default_rng(0).choice(len(images), size=size, replace=False))
+    sample = images[chosen]
     for layer in model.layers:
         if not isinstance(layer, PatchWhitening):
             continue
