@@ -137,6 +137,9 @@ class TransferModel(_ModelBase):
     dense_units: NonNegativeInt = 0  # hidden units of the head; 0 means none
 
 
+WHITENED_STEM_FILTERS = 24  # each 2x2x3 patch direction and its negative
+
+
 class FastModel(_ModelBase):
     name: Literal["fast"]
     widths: list[PositiveInt] = [64, 256, 256]  # airbench-style block widths
@@ -148,6 +151,16 @@ class FastModel(_ModelBase):
     # Each conv's first in-channels filters start as the identity (airbench's dirac init), so a
     # fresh group passes its input through; the other filters start random.
     dirac_init: bool = False
+
+    @model_validator(mode="after")
+    def _whitened_stem_has_24_filters(self) -> FastModel:
+        if self.whiten and self.stem_filters != WHITENED_STEM_FILTERS:
+            raise ValueError(
+                f"model.stem_filters: a whitened 2x2 stem on RGB images has "
+                f"{WHITENED_STEM_FILTERS} filters (2 x 2 x 2 x 3), not {self.stem_filters}; set "
+                f"stem_filters: {WHITENED_STEM_FILTERS} or whiten: false"
+            )
+        return self
 
 
 ModelConfig = Annotated[
@@ -244,12 +257,27 @@ class TrainConfig(Strict):
     checkpoint: bool = True  # save every epoch so a retried pod resumes
 
 
+TtaLevel = Literal["none", "flip", "flip_translate"]
+
+
 class EvaluationConfig(Strict):
     log_predictions: bool = True  # one warehouse row per test image
     calibration_bins: Annotated[int, Field(ge=2, le=100)] = 15
     # Test-time augmentation: `flip` averages each image with its mirror, `flip_translate` adds
     # one-pixel shifts of both (airbench's levels 1 and 2); evaluate and predict replay it.
-    tta: Literal["none", "flip", "flip_translate"] = "none"
+    tta: TtaLevel = "none"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flip_tta_is_the_old_name(cls, data: Any) -> Any:
+        """`flip_tta: true|false` (before `tta`) still reads, as tta `flip` or `none`."""
+        if not isinstance(data, dict) or "flip_tta" not in data:
+            return data
+        if "tta" in data:
+            raise ValueError("evaluation.flip_tta is the old name of evaluation.tta; give only tta")
+        data = dict(data)
+        data["tta"] = "flip" if data.pop("flip_tta") is True else "none"
+        return data
 
 
 class MonitoringConfig(Strict):

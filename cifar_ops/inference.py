@@ -133,10 +133,20 @@ def tta_of(saved: SavedModel) -> str:
 
     Runs saved before `evaluation.tta` existed recorded `flip_tta: true|false`.
     """
+    from typing import get_args
+
+    from cifar_ops.config import TtaLevel
+
     evaluation = (saved.run_config or {}).get("evaluation") or {}
-    if "tta" in evaluation:
-        return str(evaluation["tta"])
-    return "flip" if evaluation.get("flip_tta") else "none"
+    if "tta" not in evaluation:
+        return "flip" if evaluation.get("flip_tta") else "none"
+    level = evaluation["tta"]
+    if level not in get_args(TtaLevel):
+        raise ModelError(
+            f"{saved.path.parent / 'config.json'}: evaluation.tta is {level!r}, expected one of "
+            f"{', '.join(get_args(TtaLevel))}"
+        )
+    return str(level)
 
 
 def data_config_for(saved: SavedModel, data_dir: Path | None) -> tuple[DataConfig, int]:

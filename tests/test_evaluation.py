@@ -134,6 +134,7 @@ def test_flip_translate_tta_adds_one_pixel_shifts_with_reflected_edges() -> None
 def test_saved_runs_replay_their_tta_setting() -> None:
     from pathlib import Path
 
+    from cifar_ops.errors import ModelError
     from cifar_ops.inference import SavedModel, tta_of
 
     def saved(config: dict | None) -> SavedModel:
@@ -144,3 +145,14 @@ def test_saved_runs_replay_their_tta_setting() -> None:
     assert tta_of(saved({"evaluation": {"flip_tta": True}})) == "flip"  # saved before `tta`
     assert tta_of(saved({"evaluation": {"calibration_bins": 15}})) == "none"
     assert tta_of(saved(None)) == "none"
+    with pytest.raises(ModelError, match=r"config.json: evaluation.tta is 'rotate', expected"):
+        tta_of(saved({"evaluation": {"tta": "rotate"}}))
+
+
+def test_flip_tta_is_read_as_the_old_name_of_tta() -> None:
+    from cifar_ops.config import EvaluationConfig
+
+    assert EvaluationConfig.model_validate({"flip_tta": True}).tta == "flip"
+    assert EvaluationConfig.model_validate({"flip_tta": False}).tta == "none"
+    with pytest.raises(ValueError, match="old name of evaluation.tta; give only tta"):
+        EvaluationConfig.model_validate({"flip_tta": True, "tta": "flip"})

@@ -295,17 +295,24 @@ def test_a_diverging_run_is_failed_with_nan_kept() -> None:
     assert math.isnan(sink.history(outcome.run_id)[-1].loss)
 
 
-def test_batch_norm_shifts_learn_faster_by_the_configured_scale() -> None:
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])  # float16: loss-scaled (GPU)
+def test_batch_norm_shifts_learn_faster_by_the_configured_scale(policy: str) -> None:
     def one_step(scale: float) -> dict[str, np.ndarray]:
         keras.utils.set_random_seed(3)
-        inputs = keras.Input((4,))
-        x = keras.layers.Dense(3, use_bias=False, name="dense")(inputs)
-        x = keras.layers.BatchNormalization(scale=False, name="bn")(x)
-        model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
-        optimizer = build_optimizer(
-            OptimizerConfig(name="sgd", learning_rate=0.01, batch_norm_lr_scale=scale), 0.01
-        )
-        model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError())
+        keras.config.set_dtype_policy(policy)
+        try:
+            inputs = keras.Input((4,))
+            x = keras.layers.Dense(3, use_bias=False, name="dense")(inputs)
+            x = keras.layers.BatchNormalization(scale=False, name="bn")(x)
+            model = keras.Model(inputs, keras.layers.Dense(2, name="head")(x))
+            optimizer = build_optimizer(
+                OptimizerConfig(name="sgd", learning_rate=0.01, batch_norm_lr_scale=scale), 0.01
+            )
+            model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError())
+        finally:
+            keras.config.set_dtype_policy("float32")
+        loss_scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert loss_scaled == (policy == "mixed_float16")
         before = {v.path: v.numpy().copy() for v in model.trainable_variables}
         rng = np.random.default_rng(0)
         model.fit(rng.normal(size=(8, 4)), rng.normal(size=(8, 2)), batch_size=8, verbose=0)

@@ -92,10 +92,13 @@ def test_models_without_whitening_layers_fit_nothing() -> None:
     assert fit_to_data(model, correlated_images(8)) == 0
 
 
-def test_a_whitened_stem_needs_two_filters_per_patch_value() -> None:
-    cfg = FastModel(name="fast", widths=[8], stem_filters=16, whiten=True)
-    with pytest.raises(ConfigError, match=r"model.stem_filters.*24 filters, not 16"):
-        build_model(cfg, input_shape=(16, 16, 3), num_classes=4)
+def test_a_whitened_stem_needs_two_filters_per_patch_value(tmp_path: Path) -> None:
+    from cifar_ops.config import load_run_config
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("experiment: x\nmodel: {name: fast, whiten: true, stem_filters: 16}\n")
+    with pytest.raises(ConfigError, match=r"model.stem_filters.*24 filters.*not 16"):
+        load_run_config(path)
 
 
 class StopAfterFirstEpoch(keras.callbacks.Callback):

@@ -11,7 +11,6 @@ import numpy as np
 from keras import layers
 
 from cifar_ops.config import FastModel
-from cifar_ops.errors import ConfigError
 from cifar_ops.models.layers import image_input
 from cifar_ops.models.registry import register
 from cifar_ops.models.whitening import PatchWhitening
@@ -28,7 +27,7 @@ def build_fast(cfg: FastModel, *, input_shape: tuple[int, int, int], num_classes
     x = layers.Normalization(
         mean=list(CIFAR10_MEAN), variance=[s * s for s in CIFAR10_STD], name="normalize"
     )(inputs)
-    x = stem(x, cfg, channels=input_shape[-1])
+    x = stem(x, cfg)
     x = layers.Activation("gelu", name="stem_gelu")(x)
     for i, width in enumerate(cfg.widths, start=1):
         x = conv_group(x, width, cfg, f"group{i}")
@@ -41,17 +40,11 @@ def build_fast(cfg: FastModel, *, input_shape: tuple[int, int, int], num_classes
     return keras.Model(inputs, outputs, name="fast")
 
 
-def stem(x: keras.KerasTensor, cfg: FastModel, *, channels: int) -> keras.KerasTensor:
+def stem(x: keras.KerasTensor, cfg: FastModel) -> keras.KerasTensor:
     """2x2 valid conv: learned, or whitening fitted to the data (`whiten`) before training."""
-    if not cfg.whiten:
-        return layers.Conv2D(cfg.stem_filters, 2, padding="valid", name="stem_conv")(x)
-    if cfg.stem_filters != 2 * 4 * channels:
-        raise ConfigError(
-            f"model.stem_filters: a whitened 2x2 stem on {channels}-channel images has "
-            f"{2 * 4 * channels} filters, not {cfg.stem_filters}; set stem_filters: "
-            f"{2 * 4 * channels} or whiten: false"
-        )
-    return PatchWhitening(patch_size=2, name="stem_whiten")(x)
+    if cfg.whiten:  # the config holds stem_filters at the whitened count
+        return PatchWhitening(patch_size=2, name="stem_whiten")(x)
+    return layers.Conv2D(cfg.stem_filters, 2, padding="valid", name="stem_conv")(x)
 
 
 def conv_group(x: keras.KerasTensor, filters: int, cfg: FastModel, name: str):

@@ -100,15 +100,14 @@ def fit_to_data(model: keras.Model, images: np.ndarray) -> int:
     on `WHITENING_SAMPLE` images drawn with a fixed seed from the whole array: a split may be
     ordered by class, and its first images would describe one or two classes only.
     """
-    fitted = 0
+    whitening = [layer for layer in model.layers if isinstance(layer, PatchWhitening)]
+    if not whitening:
+        return 0
     size = min(WHITENING_SAMPLE, len(images))
     chosen = np.sort(np.random.default_rng(0).choice(len(images), size=size, replace=False))
-    sample = images[chosen]
-    for layer in model.layers:
-        if not isinstance(layer, PatchWhitening):
-            continue
+    sample = images[chosen].astype("float32")
+    for layer in whitening:
         feed = keras.Model(model.inputs, layer.input)
-        inputs = feed.predict(sample.astype("float32"), batch_size=FIT_BATCH, verbose=0)
+        inputs = feed.predict(sample, batch_size=FIT_BATCH, verbose=0)
         layer.fit(np.asarray(inputs, dtype=np.float64))
-        fitted += 1
-    return fitted
+    return len(whitening)
