@@ -34,6 +34,7 @@ from cifar_ops.config import load_run_config
 from cifar_ops.data import load_dataset, make_pipeline
 from cifar_ops.evaluation import predict_split
 from cifar_ops.models import build_model, fit_to_data
+from cifar_ops.optimizers import l2_coefficient
 
 
 def time_config(path: Path, overrides: list[str], target: float) -> dict:
@@ -58,8 +59,7 @@ def time_config(path: Path, overrides: list[str], target: float) -> dict:
             input_shape=dataset.train.images.shape[1:],
             num_classes=len(dataset.class_names),
         )
-        coupled = config.optimizer.name != "adamw"  # adamw decays inside the optimizer
-        training.apply_l2(model, config.optimizer.weight_decay if coupled else 0.0)
+        training.apply_l2(model, l2_coefficient(config.optimizer))
         fit_to_data(model, dataset.train.images)
         phase = training.phases(config, model)[0]
         training.compile_phase(model, config, phase, steps)

@@ -31,6 +31,12 @@ def build_optimizer(config: OptimizerConfig, learning_rate: Any) -> keras.optimi
     return keras.optimizers.Adam(learning_rate)
 
 
+def l2_coefficient(config: OptimizerConfig) -> float:
+    """The L2 penalty the model's kernels carry: `weight_decay` for SGD and Adam, 0 for AdamW,
+    which decays the weights itself (decoupled)."""
+    return 0.0 if config.name == "adamw" else config.weight_decay
+
+
 @keras.saving.register_keras_serializable(package="cifar_ops")
 class ShiftScaledSGD(keras.optimizers.SGD):
     """`keras.optimizers.SGD` whose BatchNorm shifts learn `batch_norm_lr_scale` times faster."""

@@ -31,7 +31,7 @@ from cifar_ops.data import Dataset
 from cifar_ops.errors import ConfigError
 from cifar_ops.losses import SparseSmoothedCrossentropy
 from cifar_ops.models import fit_to_data
-from cifar_ops.optimizers import build_optimizer
+from cifar_ops.optimizers import build_optimizer, l2_coefficient
 from cifar_ops.records import EpochRecord, RunSink
 from cifar_ops.schedules import learning_rate_for
 
@@ -169,7 +169,7 @@ def fit(
         augmentation=config.augmentation,
         seed=config.seed,
     )
-    apply_l2(model, config.optimizer.weight_decay if config.optimizer.name != "adamw" else 0.0)
+    apply_l2(model, l2_coefficient(config.optimizer))
     plan = phases(config, model)
     state = run_dir.load_state() or TrainingState()
     best_model = BestModelCheckpoint(

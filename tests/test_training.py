@@ -334,3 +334,11 @@ def test_batch_norm_shifts_learn_faster_by_the_configured_scale(policy: str) -> 
 def test_batch_norm_lr_scale_is_refused_for_adaptive_optimizers() -> None:
     with pytest.raises(ValueError, match="batch_norm_lr_scale works with name 'sgd' only"):
         OptimizerConfig(name="adamw", batch_norm_lr_scale=64.0)
+
+
+def test_adamw_decays_inside_the_optimizer_so_kernels_carry_no_l2() -> None:
+    from cifar_ops.optimizers import l2_coefficient
+
+    assert l2_coefficient(OptimizerConfig(name="sgd", weight_decay=0.01)) == 0.01
+    assert l2_coefficient(OptimizerConfig(name="adam", weight_decay=0.01)) == 0.01
+    assert l2_coefficient(OptimizerConfig(name="adamw", weight_decay=0.01)) == 0.0

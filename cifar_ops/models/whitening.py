@@ -39,10 +39,6 @@ class PatchWhitening(layers.Layer):
         )
         self.bias = self.add_weight(name="bias", shape=(2 * dims,), initializer="zeros")
 
-    @property
-    def filters(self) -> int:
-        return int(self.kernel.shape[-1])
-
     def call(self, inputs):
         return ops.conv(inputs, self.kernel, padding="valid") + self.bias
 
