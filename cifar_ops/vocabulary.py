@@ -1,0 +1,50 @@
+"""The project's closed vocabularies, each defined once.
+
+Everything else that spells one of these sets (the warehouse CHECK constraints, the Prometheus
+state set, the CLI's `--status` choices and colours, the config schema) is derived from the enums
+here; `tests/test_vocabulary.py` fails when a copy drifts. Adding a value is one line here plus what
+docs/module-contracts.md lists for it (a migration for the CHECK constraint, for instance).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """Where a run stands. Terminal ones never change again except by a resume."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PREEMPTED = "preempted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES: frozenset[RunStatus] = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PREEMPTED}
+)
+
+
+class ExecutorKind(StrEnum):
+    """Where a run executes; `executor.kind` picks the implementation in `cifar_ops.executors`."""
+
+    LOCAL = "local"
+    KUBERNETES = "kubernetes"
+
+
+class SearchMethod(StrEnum):
+    """How a search picks its trials."""
+
+    GRID = "grid"
+    RANDOM = "random"
+
+
+def values(enum: type[StrEnum]) -> tuple[str, ...]:
+    """The enum's values in definition order, as plain strings (for SQL, CLI choices, labels)."""
+    return tuple(member.value for member in enum)
