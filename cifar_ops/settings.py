@@ -25,5 +25,19 @@ def data_cache_dir() -> Path:
 
 
 def metrics_address() -> str:
-    """Where a run's /metrics listens: `CIFAR_OPS_METRICS_ADDRESS`, else every interface (pods)."""
-    return os.environ.get("CIFAR_OPS_METRICS_ADDRESS") or "0.0.0.0"
+    """Where a run's /metrics listens: `CIFAR_OPS_METRICS_ADDRESS`, else loopback only.
+
+    The chart sets 0.0.0.0 in its pods so Prometheus can scrape them.
+    """
+    return os.environ.get("CIFAR_OPS_METRICS_ADDRESS") or "127.0.0.1"
+
+
+def pushgateway_credentials() -> tuple[str, str] | None:
+    """Basic-auth user and password for the Pushgateway, never from a config (configs are stored).
+
+    `CIFAR_OPS_PUSHGATEWAY_USERNAME` and `CIFAR_OPS_PUSHGATEWAY_PASSWORD`; None when no user is set.
+    """
+    username = os.environ.get("CIFAR_OPS_PUSHGATEWAY_USERNAME")
+    if not username:
+        return None
+    return username, os.environ.get("CIFAR_OPS_PUSHGATEWAY_PASSWORD", "")

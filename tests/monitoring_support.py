@@ -6,6 +6,7 @@ ports, waited for on /-/ready, and stopped (terminate, then kill) when the block
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
@@ -37,8 +38,13 @@ def binary(name: str) -> str:
     return path
 
 
-def http_get(url: str, timeout: float = 5.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def http_get(url: str, timeout: float = 5.0, *, auth: tuple[str, str] | None = None) -> bytes:
+    """GET `url`; `auth`: basic-auth user and password."""
+    request = urllib.request.Request(url)
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.read()
 
 
@@ -58,13 +64,17 @@ def wait_until(check: Callable[[], Any], *, timeout: float, what: str, every: fl
 
 
 @contextmanager
-def _process(command: list[str], ready_url: str, log: Path) -> Iterator[None]:
+def _process(
+    command: list[str], ready_url: str, log: Path, auth: tuple[str, str] | None = None
+) -> Iterator[None]:
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
         try:
             wait_until(
-                lambda: proc.poll() is None and http_get(ready_url, timeout=1) is not None,
+                lambda: (
+                    proc.poll() is None and http_get(ready_url, timeout=1, auth=auth) is not None
+                ),
                 timeout=STARTUP_SECONDS,
                 what=f"{command[0]} on {ready_url}",
             )
@@ -134,9 +144,17 @@ def prometheus(
         yield PrometheusAPI(url)
 
 
+# bcrypt (cost 4) of the password "gw-T0ken-9f2c", for a Pushgateway behind basic auth.
+GATEWAY_USER, GATEWAY_PASSWORD = "pusher", "gw-T0ken-9f2c"
+GATEWAY_PASSWORD_BCRYPT = "$2b$04$EdJD/zg3FSj.5qA9o9Z14uPalIUa4RgBx9H4rVdFkFzcqmLMXMH.2"
+
+
 @contextmanager
-def pushgateway(tmp_path: Path) -> Iterator[str]:
-    """A Pushgateway on loopback, no persistence; yields its URL."""
+def pushgateway(tmp_path: Path, *, basic_auth: bool = False) -> Iterator[str]:
+    """A Pushgateway on loopback, no persistence; yields its URL.
+
+    `basic_auth`: every request needs GATEWAY_USER / GATEWAY_PASSWORD (its web config file).
+    """
     port = free_port()
     command = [
         binary("prometheus-pushgateway"),
@@ -145,7 +163,14 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
         "--log.level=warn",
     ]
     url = f"http://127.0.0.1:{port}"
-    with _process(command, f"{url}/-/ready", tmp_path / "pushgateway.log"):
+    auth = None
+    if basic_auth:
+        web_config = tmp_path / "pushgateway-web.yml"
+        users = {"basic_auth_users": {GATEWAY_USER: GATEWAY_PASSWORD_BCRYPT}}
+        web_config.write_text(yaml.safe_dump(users))
+        command.append(f"--web.config.file={web_config}")
+        auth = (GATEWAY_USER, GATEWAY_PASSWORD)
+    with _process(command, f"{url}/-/ready", tmp_path / "pushgateway.log", auth):
         yield url
 
 

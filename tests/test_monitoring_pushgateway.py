@@ -10,11 +10,20 @@ from typing import Any
 
 import keras
 import pytest
+from prometheus_client import CollectorRegistry
 
 from cifar_ops.config import MonitoringConfig
 from cifar_ops.errors import MonitoringError
-from cifar_ops.monitoring import JOB, MetricsCallback, delete_run_metrics
-from tests.monitoring_support import free_port, http_get, pushgateway, run_start, tiny_fit
+from cifar_ops.monitoring import JOB, MetricsCallback, delete_run_metrics, push_run_metrics
+from tests.monitoring_support import (
+    GATEWAY_PASSWORD,
+    GATEWAY_USER,
+    free_port,
+    http_get,
+    pushgateway,
+    run_start,
+    tiny_fit,
+)
 
 
 @pytest.fixture
@@ -105,3 +114,44 @@ def test_deleting_from_an_unreachable_pushgateway_is_a_monitoring_error() -> Non
     nowhere = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(MonitoringError, match=rf"{nowhere}.*deleting run abc"):
         delete_run_metrics(nowhere, "abc")
+
+
+def test_a_gateway_behind_basic_auth_takes_the_credentials_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pushgateway(tmp_path, basic_auth=True) as gateway:
+        start = run_start(experiment="auth")
+        monkeypatch.delenv("CIFAR_OPS_PUSHGATEWAY_USERNAME", raising=False)
+        with pytest.raises(MonitoringError, match="Unauthorized"):
+            push_run_metrics(gateway, start.run_id, CollectorRegistry())
+
+        monkeypatch.setenv("CIFAR_OPS_PUSHGATEWAY_USERNAME", GATEWAY_USER)
+        monkeypatch.setenv("CIFAR_OPS_PUSHGATEWAY_PASSWORD", "wrong")
+        with pytest.raises(MonitoringError, match="Unauthorized") as caught:
+            push_run_metrics(gateway, start.run_id, CollectorRegistry())
+        assert "wrong" not in str(caught.value)
+
+        monkeypatch.setenv("CIFAR_OPS_PUSHGATEWAY_PASSWORD", GATEWAY_PASSWORD)
+        exporter = MetricsCallback.from_config(MonitoringConfig(pushgateway=gateway), start)
+        exporter.finish("succeeded")
+        data = json.loads(
+            http_get(f"{gateway}/api/v1/metrics", auth=(GATEWAY_USER, GATEWAY_PASSWORD))
+        )["data"]
+        assert [group["labels"]["run_id"] for group in data] == [start.run_id]
+        delete_run_metrics(gateway, start.run_id)
+        data = json.loads(
+            http_get(f"{gateway}/api/v1/metrics", auth=(GATEWAY_USER, GATEWAY_PASSWORD))
+        )["data"]
+        assert data == []
+
+
+def test_a_failed_push_names_the_gateway_without_its_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    nowhere = f"http://user:PW-in-url@127.0.0.1:{free_port()}"
+    with pytest.raises(MonitoringError) as caught:
+        delete_run_metrics(nowhere, "abc")
+    assert "PW-in-url" not in str(caught.value) and "user:***@127.0.0.1" in str(caught.value)
+    with caplog.at_level(logging.WARNING, logger="cifar_ops.monitoring"):
+        MetricsCallback(run_start(), pushgateway=nowhere).finish("failed")
+    assert caplog.records and "PW-in-url" not in caplog.text

@@ -7,22 +7,21 @@ Power BI reads the same views, so the HTML report and a dashboard always agree. 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, TableClause, column, table, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from cifar_ops.errors import CifarOpsError, WarehouseError
 from cifar_ops.report.model import Kpis, ReportData, RunReport, SearchReport
-from cifar_ops.warehouse.engine import driver_reason
+from cifar_ops.warehouse import runids
+from cifar_ops.warehouse.engine import driver_reason, masked
 from cifar_ops.warehouse.views import qualified_name
 
 MISTAKES_SHOWN = 24  # most confident mistakes per run
 DEFAULT_DETAILS = 3  # runs of an experiment shown in detail, best first
-_RUN_ID = re.compile(r"^[0-9a-f]{1,32}$")
 
 
 class _Views:
@@ -31,7 +30,7 @@ class _Views:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.dialect = engine.dialect.name
-        self.where = engine.url.render_as_string(hide_password=True)
+        self.where = masked(engine.url.render_as_string(hide_password=False))
 
     def read(self, view: str, where: str = "", params: dict[str, Any] | None = None,
              order: str = "", limit: int | None = None) -> pd.DataFrame:  # fmt: skip
@@ -50,6 +49,29 @@ class _Views:
                 f"reading the reporting view {view} from the warehouse {self.where} failed: "
                 f"{driver_reason(exc)}; `cifar-ops db upgrade` creates the views"
             ) from exc
+
+    def resolve(self, run_ids: Sequence[str]) -> list[str]:
+        """Full run ids from ids or unique prefixes, looked up in the `run_summary` view."""
+        for given in run_ids:
+            runids.prefix_of(given)  # a malformed id is refused before any query
+        summary = _view("run_summary", self.dialect)
+        try:
+            with self.engine.connect() as connection:
+                return [
+                    runids.resolve(connection, given, summary.c.run_id, self.where)
+                    for given in run_ids
+                ]
+        except SQLAlchemyError as exc:
+            raise WarehouseError(
+                f"reading the reporting view run_summary from the warehouse {self.where} failed: "
+                f"{driver_reason(exc)}; `cifar-ops db upgrade` creates the views"
+            ) from exc
+
+
+def _view(name: str, dialect: str) -> TableClause:
+    """A reporting view as a selectable with its run_id column (schema-qualified on PostgreSQL)."""
+    schema, _, view = qualified_name(name, dialect).rpartition(".")
+    return table(view, column("run_id"), schema=schema or None)
 
 
 def load_report_data(
@@ -113,27 +135,9 @@ def _experiment_runs(views: _Views, experiment: str) -> pd.DataFrame:
 
 
 def _named_runs(views: _Views, run_ids: Sequence[str]) -> pd.DataFrame:
-    rows = []
-    for given in run_ids:
-        prefix = given.strip().lower().replace("-", "")
-        if not _RUN_ID.match(prefix):
-            raise WarehouseError(
-                f"run id {given!r} is not a run id: give hex digits of one (or more)"
-            )
-        found = views.read("run_summary", "run_id LIKE :p", {"p": prefix + "%"}, order="run_id")
-        if found.empty:
-            raise WarehouseError(
-                f"no run {given!r} in the warehouse {views.where}; "
-                "`cifar-ops runs list` shows the run ids"
-            )
-        if len(found) > 1:
-            matches = ", ".join(found["run_id"].head(5))
-            raise WarehouseError(
-                f"run id prefix {given!r} matches {len(found)} runs ({matches}...)"
-            )
-        rows.append(found)
-    summaries = pd.concat(rows, ignore_index=True).drop_duplicates("run_id", ignore_index=True)
-    return summaries
+    full_ids = views.resolve(run_ids)
+    rows = [views.read("run_summary", "run_id = :r", {"r": run_id}) for run_id in full_ids]
+    return pd.concat(rows, ignore_index=True).drop_duplicates("run_id", ignore_index=True)
 
 
 # --- one run -------------------------------------------------------------------------------------

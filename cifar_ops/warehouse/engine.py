@@ -15,16 +15,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from cifar_ops.errors import WarehouseError
+from cifar_ops.redaction import redact_url
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 
 
 def masked(url: str) -> str:
-    """The URL with its password replaced by ***, for error messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    """The URL with its passwords replaced by ***, for messages (also when it does not parse)."""
+    return redact_url(url)
 
 
 def driver_reason(exc: BaseException) -> str:

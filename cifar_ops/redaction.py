@@ -1,0 +1,41 @@
+"""Hide the secrets in a URL before it is printed, logged or stored.
+
+Works on the text, not on a parsed URL: a URL that does not parse (quoted, a leading space, no
+scheme, an unescaped `@` in the password) must not come out with its password in clear, which is
+what happens when a parser gives up and the caller falls back to the raw string.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+
+# [scheme://]user:password@host: the password runs to the last `@` before the host, so an
+# unescaped `@` inside it is hidden too. The scheme is optional ("u:PW@h/db").
+_USERINFO = re.compile(
+    r"(?P<head>(?:[A-Za-z][A-Za-z0-9+.\-]*://)?[^\s:/@'\"?#]*:)"
+    r"(?!//)(?P<password>[^\r\n]*)"
+    r"(?P<tail>@[^\s@/'\"?#]*)"
+)
+# ?password=..., &sslpassword=..., ;token=... in a query string.
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&;](?:[\w.\-]*pass(?:word|wd)?|pwd|[\w.\-]*token|[\w.\-]*secret|api_?key)=)"
+    r"(?P<value>[^&;\s'\"#]*)",
+    re.IGNORECASE,
+)
+
+
+def redact_url(url: str) -> str:
+    """`url` with every password (user info and query string) replaced by ***."""
+    text = _USERINFO.sub(_hide_password, url)
+    return _QUERY_SECRET.sub(lambda m: m.group("key") + MASK, text)
+
+
+def has_credentials(url: str) -> bool:
+    """Whether `url` carries a password (user info or a query-string secret)."""
+    return redact_url(url) != url
+
+
+def _hide_password(match: re.Match[str]) -> str:
+    return match.group("head") + MASK + match.group("tail")

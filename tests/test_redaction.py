@@ -1,0 +1,49 @@
+"""Every URL that is printed, logged or stored goes through one redaction that never leaks."""
+
+from __future__ import annotations
+
+import pytest
+
+from cifar_ops.errors import WarehouseError
+from cifar_ops.redaction import has_credentials, redact_url
+from cifar_ops.warehouse.engine import dialect_of, masked
+
+SECRET = "PW"
+
+LEAKY = [
+    ('"postgresql+psycopg2://u:PW@h:5/db"', '"postgresql+psycopg2://u:***@h:5/db"'),
+    (" postgresql+psycopg2://u:PW@h/db", " postgresql+psycopg2://u:***@h/db"),
+    ("u:PW@h/db", "u:***@h/db"),
+    ("postgresql+psycopg2://u:PW@x@h/db", "postgresql+psycopg2://u:***@h/db"),
+    (
+        "postgresql+psycopg2://u:PW@h/db?sslmode=require",
+        "postgresql+psycopg2://u:***@h/db?sslmode=require",
+    ),
+    ("postgresql://h/db?user=u&password=PW", "postgresql://h/db?user=u&password=***"),
+    ("http://gw:PW@pushgateway:9091", "http://gw:***@pushgateway:9091"),
+]
+
+
+@pytest.mark.parametrize(("url", "shown"), LEAKY)
+def test_redact_url_hides_the_password_however_the_url_is_written(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert has_credentials(url)
+
+
+@pytest.mark.parametrize(("url", "shown"), LEAKY)
+def test_engine_masked_uses_the_redaction(url: str, shown: str) -> None:
+    assert SECRET not in masked(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///cifar-ops.db", "postgresql://u@h/db", "http://pushgateway:9091", ""]
+)
+def test_urls_without_secrets_are_unchanged(url: str) -> None:
+    assert redact_url(url) == url == masked(url)
+    assert not has_credentials(url)
+
+
+def test_a_url_that_does_not_parse_is_refused_without_its_password() -> None:
+    with pytest.raises(WarehouseError) as caught:
+        dialect_of('"postgresql+psycopg2://u:PW@h:5/db"')
+    assert SECRET not in str(caught.value) and "***" in str(caught.value)
