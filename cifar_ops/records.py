@@ -9,12 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "preempted"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "preempted"})
+from cifar_ops.vocabulary import HEADLINE_METRICS, TERMINAL_STATUSES, ExecutorKind, RunStatus
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "CalibrationBin",
+    "ClassMetric",
+    "EpochRecord",
+    "EvaluationRecord",
+    "ExecutorKind",
+    "HEADLINE_METRICS",
+    "Predictions",
+    "RunFinish",
+    "RunSink",
+    "RunStart",
+    "RunStatus",
+]
 
 
 @dataclass(frozen=True)
@@ -26,12 +40,12 @@ class RunStart:
     model_name: str
     config: dict[str, Any]  # RunConfig.model_dump(mode="json")
     config_hash: str
-    status: RunStatus = "running"
+    status: RunStatus = RunStatus.RUNNING
     trial_index: int | None = None
     trial_params: dict[str, Any] | None = None
     git_sha: str | None = None
     dataset_fingerprint: str | None = None
-    executor: Literal["local", "kubernetes"] = "local"
+    executor: ExecutorKind = ExecutorKind.LOCAL
     job_name: str | None = None
     hardware: str | None = None
     param_count: int | None = None

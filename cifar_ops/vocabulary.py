@@ -45,6 +45,19 @@ class SearchMethod(StrEnum):
     RANDOM = "random"
 
 
+#: The headline numbers of a finished run: `records.RunFinish` fields, `model_info` columns, and
+#: what `cifar-ops run --json` reports under "metrics".
+HEADLINE_METRICS: tuple[str, ...] = (
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "overfitting_gap",
+)
+
+
 def values(enum: type[StrEnum]) -> tuple[str, ...]:
     """The enum's values in definition order, as plain strings (for SQL, CLI choices, labels)."""
     return tuple(member.value for member in enum)

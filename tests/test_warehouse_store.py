@@ -97,7 +97,7 @@ def test_unknown_ambiguous_and_malformed_run_ids_are_errors(store: Store) -> Non
         store.get_run("x' OR '1'='1")
     store.start_run(synthetic.run_start(run_id="ab" + "0" * 30))
     store.start_run(synthetic.run_start(run_id="ab" + "1" * 30))
-    with pytest.raises(WarehouseError, match="matches several runs"):
+    with pytest.raises(WarehouseError, match="matches 2 runs"):
         store.compare(["ab"])
     with pytest.raises(WarehouseError, match="no run"):
         store.finish_run("f" * 32, synthetic.finish())

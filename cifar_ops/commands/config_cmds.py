@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cifar_ops.commands.output import JSON_OPTION, console, print_json
+from cifar_ops.commands.output import CONFIG_OPTION, JSON_OPTION, SET_OPTION, console, print_json
 from cifar_ops.config import SearchConfig, load_config
 
 
@@ -16,8 +16,8 @@ def register(app: typer.Typer) -> None:
 
 
 def validate(
-    config: Path = typer.Option(..., "--config", "-c", help="Run or search config YAML."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a config key."),
+    config: Path = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Validate a config; print its experiment, model, hash and (for a search) its trials."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cifar_ops.commands.output import JSON_OPTION, console, print_json
+from cifar_ops.commands.output import CONFIG_OPTION, JSON_OPTION, SET_OPTION, console, print_json
 
 NAMESPACE_OPTION = typer.Option(None, "--namespace", "-n", help="Defaults to the kubeconfig's.")
 
@@ -21,8 +21,8 @@ def register(app: typer.Typer) -> None:
 
 
 def submit(
-    config: Path = typer.Option(..., "--config", "-c", help="Run or search config YAML."),
-    overrides: list[str] = typer.Option(None, "--set", help="Override a config key."),
+    config: Path = CONFIG_OPTION,
+    overrides: list[str] = SET_OPTION,
     namespace: str | None = NAMESPACE_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print manifests, change nothing."),
     as_json: bool = JSON_OPTION,

@@ -16,6 +16,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object for scripts.")
+SET_OPTION = typer.Option(None, "--set", help="Override a config key: --set train.epochs=3.")
+CONFIG_OPTION = typer.Option(..., "--config", "-c", help="Run or search config YAML.")
 
 
 class ErrorHandlingGroup(TyperGroup):

@@ -9,25 +9,31 @@ import typer
 from rich.table import Column
 
 from cifar_ops.commands.output import JSON_OPTION, console, print_json
+from cifar_ops.formatting import pct
+from cifar_ops.vocabulary import RunStatus
 
 app = typer.Typer(help="List, show and compare logged runs.", no_args_is_help=True)
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "preempted")
+#: The rich style of each status in `runs list`; keyed by the enum, so a new status needs one.
+STATUS_STYLES: dict[RunStatus, str] = {
+    RunStatus.QUEUED: "dim",
+    RunStatus.RUNNING: "cyan",
+    RunStatus.SUCCEEDED: "green",
+    RunStatus.FAILED: "red",
+    RunStatus.CANCELLED: "yellow",
+    RunStatus.PREEMPTED: "magenta",
+}
 
 
 @app.command("list")
 def list_runs(
     experiment: str | None = typer.Option(None, "--experiment", "-e"),
-    status: str | None = typer.Option(None, "--status", help=f"One of {', '.join(STATUSES)}."),
+    status: RunStatus | None = typer.Option(None, "--status", help="Only runs in this status."),
     model: str | None = typer.Option(None, "--model"),
     limit: int = typer.Option(50, "--limit", min=1),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Runs, newest first, with their headline numbers."""
-    if status is not None and status not in STATUSES:
-        raise typer.BadParameter(
-            f"{status!r} is not one of {', '.join(STATUSES)}", param_hint="--status"
-        )
     from rich.table import Table
 
     from cifar_ops.warehouse import open_store
@@ -49,11 +55,11 @@ def list_runs(
             run.experiment,
             _text(run.trial_index),
             run.model_name,
-            run.status,
+            _status(run.status),
             str(run.epochs_logged),
-            _pct(run.val_accuracy),
-            _pct(run.test_accuracy),
-            _pct(run.overfitting_gap),
+            pct(run.val_accuracy),
+            pct(run.test_accuracy),
+            pct(run.overfitting_gap),
             run.started_at.strftime("%Y-%m-%d %H:%M") if run.started_at else "-",
             _num(run.duration_seconds, 0),
         )
@@ -92,9 +98,9 @@ def show(
         ("best epoch", _text(run.best_epoch)),
         (
             "accuracy train/val/test",
-            " / ".join(_pct(a) for a in (run.train_accuracy, run.val_accuracy, run.test_accuracy)),
+            " / ".join(pct(a) for a in (run.train_accuracy, run.val_accuracy, run.test_accuracy)),
         ),
-        ("overfitting gap", _pct(run.overfitting_gap)),
+        ("overfitting gap", pct(run.overfitting_gap)),
         ("artifact", _text(run.artifact_uri)),
     ]:
         facts.add_row(f"[bold]{label}[/bold]", str(value))
@@ -106,19 +112,19 @@ def show(
         for e in detail.epochs:
             lr = "-" if e.learning_rate is None else f"{e.learning_rate:.3g}"
             epochs.add_row(
-                str(e.epoch), e.phase, _num(e.loss), _pct(e.accuracy), _num(e.val_loss),
-                _pct(e.val_accuracy), lr, _num(e.seconds, 1),
+                str(e.epoch), e.phase, _num(e.loss), pct(e.accuracy), _num(e.val_loss),
+                pct(e.val_accuracy), lr, _num(e.seconds, 1),
             )  # fmt: skip
         console.print(epochs)
     for evaluation in detail.evaluations:
         title = (
-            f"{evaluation.split}: accuracy {_pct(evaluation.accuracy)}, loss "
+            f"{evaluation.split}: accuracy {pct(evaluation.accuracy)}, loss "
             f"{_num(evaluation.loss)}, ECE {_num(evaluation.expected_calibration_error)}"
         )
         classes = Table("class", "precision", "recall", "f1", "support", title=title)
         for m in evaluation.class_metrics:
             classes.add_row(
-                m.class_name, _pct(m.precision), _pct(m.recall), _pct(m.f1), str(m.support)
+                m.class_name, pct(m.precision), pct(m.recall), pct(m.f1), str(m.support)
             )
         console.print(classes)
 
@@ -143,17 +149,17 @@ def compare(
         table.add_column(name)
     best = max((r.test_accuracy for r in runs if r.test_accuracy is not None), default=None)
     for run in runs:
-        test = _pct(run.test_accuracy)
+        test = pct(run.test_accuracy)
         table.add_row(
             run.run_id[:8],
             run.model_name,
             _text(run.param_count),
             run.status,
             _text(run.best_epoch),
-            _pct(run.train_accuracy),
-            _pct(run.val_accuracy),
+            pct(run.train_accuracy),
+            pct(run.val_accuracy),
             f"[bold green]{test}[/bold green]" if run.test_accuracy == best and best else test,
-            _pct(run.overfitting_gap),
+            pct(run.overfitting_gap),
             _num(run.duration_seconds, 0),
         )
     console.print(table)
@@ -168,12 +174,17 @@ def _summary_json(run: Any) -> dict[str, Any]:
     return {**asdict(run), "duration_seconds": run.duration_seconds}
 
 
+def _status(status: str) -> str:
+    """The status in its colour (an unknown one, from a newer schema, plain)."""
+    try:
+        style = STATUS_STYLES[RunStatus(status)]
+    except ValueError:
+        return status
+    return f"[{style}]{status}[/{style}]"
+
+
 def _text(value: object) -> str:
     return "-" if value is None else str(value)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def _num(value: float | None, digits: int = 4) -> str:

@@ -15,11 +15,18 @@ from typing import Any
 import typer
 from rich.table import Column, Table
 
-from cifar_ops.commands.output import JSON_OPTION, console, err_console, print_json
+from cifar_ops.commands.output import (
+    CONFIG_OPTION,
+    JSON_OPTION,
+    SET_OPTION,
+    console,
+    err_console,
+    print_json,
+)
 from cifar_ops.errors import ConfigError
+from cifar_ops.formatting import pct
+from cifar_ops.vocabulary import HEADLINE_METRICS
 
-CONFIG_OPTION = typer.Option(..., "--config", "-c", help="Run or search config YAML.")
-SET_OPTION = typer.Option(None, "--set", help="Override a config key: --set train.epochs=3.")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -161,13 +168,7 @@ def predict(
 
 def _outcome_json(outcome: Any) -> dict[str, Any]:
     finish = outcome.finish
-    metrics = {
-        key: getattr(finish, key)
-        for key in (
-            "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-            "test_loss", "test_accuracy", "overfitting_gap",
-        )
-    }  # fmt: skip
+    metrics = {key: getattr(finish, key) for key in HEADLINE_METRICS}
     return {
         "run_id": outcome.run_id,
         "status": outcome.status,
@@ -197,10 +198,10 @@ def _print_outcomes(payloads: list[dict[str, Any]], *, skipped: int) -> None:
             "-" if p["trial_index"] is None else str(p["trial_index"]),
             p["status"] if p["status"] == "succeeded" else f"[red]{p['status']}[/red]",
             "-" if p["best_epoch"] is None else str(p["best_epoch"]),
-            _pct(m["val_accuracy"]),
-            _pct(m["test_accuracy"]),
+            pct(m["val_accuracy"]),
+            pct(m["test_accuracy"]),
             "-" if m["test_loss"] is None else f"{m['test_loss']:.4f}",
-            _pct(m["overfitting_gap"]),
+            pct(m["overfitting_gap"]),
         )
     console.print(table)
     for p in payloads:
@@ -209,7 +210,3 @@ def _print_outcomes(payloads: list[dict[str, Any]], *, skipped: int) -> None:
         console.print(
             f"{skipped} trial(s) skipped: their config already succeeded in this experiment"
         )
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2%}"

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from cifar_ops.records import RunStart
+from cifar_ops.vocabulary import RunStatus, values
 
 RUN_LABELS = ("run_id", "experiment", "model")
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "preempted")
+STATUSES = values(RunStatus)  # the state set's members, one series each
 # Epochs last from seconds (tiny CPU smoke runs) to an hour (a transfer model at 224 px).
 EPOCH_SECONDS_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from cifar_ops import __version__
+from cifar_ops.formatting import missing, pct
 from cifar_ops.report import plots
 from cifar_ops.report.model import ReportData, RunReport
 from cifar_ops.report.thumbnails import thumbnail_data_uri
@@ -181,21 +181,17 @@ def _environment() -> Environment:
     return env
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _pct(value: Any, digits: int = 2) -> str:
-    return "n/a" if _missing(value) else f"{float(value) * 100:.{digits}f}%"
+    return pct(value, digits, absent="n/a")
 
 
 def _gap(value: Any) -> str:
     """Seed 004's style: a signed percentage-point difference."""
-    return "n/a" if _missing(value) else f"{float(value) * 100:+.2f} pp"
+    return "n/a" if missing(value) else f"{float(value) * 100:+.2f} pp"
 
 
 def _params(value: Any) -> str:
-    if _missing(value):
+    if missing(value):
         return "n/a"
     count = int(value)
     for divisor, suffix in ((1_000_000, "M"), (1_000, "K")):
@@ -205,7 +201,7 @@ def _params(value: Any) -> str:
 
 
 def _duration(value: Any) -> str:
-    if _missing(value):
+    if missing(value):
         return "n/a"
     seconds = float(value)
     if seconds < 60:
@@ -216,7 +212,7 @@ def _duration(value: Any) -> str:
 
 
 def _num(value: Any, digits: int = 4) -> str:
-    if _missing(value):
+    if missing(value):
         return "n/a"
     if isinstance(value, int):
         return str(value)
@@ -225,6 +221,6 @@ def _num(value: Any, digits: int = 4) -> str:
 
 def _attr(value: Any) -> str:
     """A machine-readable `data-value`: repr-exact floats, empty for a missing value."""
-    if _missing(value):
+    if missing(value):
         return ""
     return json.dumps(_plain(value))

@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from cifar_ops.vocabulary import ExecutorKind, RunStatus, SearchMethod, values
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -37,8 +39,9 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "preempted")
-EXECUTORS = ("local", "kubernetes")
+RUN_STATUSES = values(RunStatus)
+EXECUTORS = values(ExecutorKind)
+SEARCH_METHODS = values(SearchMethod)
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 RUN_ID = String(32)  # uuid4 hex
@@ -67,7 +70,7 @@ experiments = Table(
     metadata,
     Column("name", String(63), primary_key=True),
     Column("description", Text),
-    Column("search_method", String(16)),  # grid | random; NULL for a single run's experiment
+    Column("search_method", String(16)),  # a SearchMethod; NULL for a single run's experiment
     Column("search_parameters", Json),  # dotted key -> values or range, as configured
     Column("trial_count", Integer),
     Column(
@@ -76,7 +79,7 @@ experiments = Table(
         nullable=False,
         server_default=text("CURRENT_TIMESTAMP"),
     ),
-    CheckConstraint("search_method IN ('grid', 'random')", name="search_method"),
+    CheckConstraint(f"search_method IN ({_quoted(SEARCH_METHODS)})", name="search_method"),
     _non_negative("trial_count"),
 )
 

@@ -7,7 +7,6 @@ retried pod or a re-sent batch rewrites the same rows. Reads return the plain da
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from cifar_ops import settings
 from cifar_ops.errors import WarehouseError
 from cifar_ops.records import (
+    HEADLINE_METRICS,
     TERMINAL_STATUSES,
     CalibrationBin,
     ClassMetric,
@@ -40,7 +40,7 @@ from cifar_ops.records import (
     RunFinish,
     RunStart,
 )
-from cifar_ops.warehouse import bulk, migrate
+from cifar_ops.warehouse import bulk, migrate, runids
 from cifar_ops.warehouse.engine import create_warehouse_engine, driver_reason, masked
 from cifar_ops.warehouse.results import (
     EvaluationResult,
@@ -62,7 +62,6 @@ from cifar_ops.warehouse.schema import (
 )
 from cifar_ops.warehouse.views import VIEW_NAMES, qualified_name
 
-_RUN_ID_PREFIX = re.compile(r"^[0-9a-f]{1,32}$")
 _PREDICTION_COLUMNS = (
     "run_id",
     "split",
@@ -225,7 +224,7 @@ class Store:
         if finish.status not in TERMINAL_STATUSES:
             raise WarehouseError(
                 f"finish_run({run_id}) got status {finish.status!r}; a finished run is one of "
-                f"{sorted(TERMINAL_STATUSES)}"
+                f"{sorted(str(status) for status in TERMINAL_STATUSES)}"
             )
         values: dict[str, Any] = {
             "status": finish.status,
@@ -235,15 +234,7 @@ class Store:
             "artifact_uri": finish.artifact_uri,
             "param_count": func.coalesce(finish.param_count, model_info.c.param_count),
         }
-        for name in (
-            "train_loss",
-            "train_accuracy",
-            "val_loss",
-            "val_accuracy",
-            "test_loss",
-            "test_accuracy",
-            "overfitting_gap",
-        ):
+        for name in HEADLINE_METRICS:
             values[name] = _float(getattr(finish, name))
         with self._transaction(f"finishing run {run_id}") as conn:
             result = conn.execute(
@@ -537,27 +528,7 @@ def _unknown_run(run_id: str, url: str) -> WarehouseError:
 
 
 def _resolve(conn: Connection, run_id: str, url: str) -> str:
-    """A full run id from an id or unique prefix (dashes and case ignored)."""
-    prefix = run_id.strip().lower().replace("-", "")
-    if not _RUN_ID_PREFIX.match(prefix):
-        raise WarehouseError(
-            f"{run_id!r} is not a run id: run ids are 32 hex digits (a unique prefix will do)"
-        )
-    query = (
-        select(model_info.c.run_id)
-        .where(model_info.c.run_id.startswith(prefix, autoescape=True))
-        .order_by(model_info.c.run_id)
-        .limit(6)
-    )
-    matches = list(conn.execute(query).scalars())
-    if not matches:
-        raise _unknown_run(run_id, url)
-    if len(matches) > 1:
-        shown = ", ".join(matches[:5])
-        raise WarehouseError(
-            f"run id prefix {run_id!r} matches several runs ({shown}...): give more digits"
-        )
-    return matches[0]
+    return runids.resolve(conn, run_id, model_info.c.run_id, url)
 
 
 def _summary_query() -> Select[Any]:
