@@ -33,7 +33,7 @@ services:
 	bash scripts/start_postgres.sh
 
 lint: install
-	$(VENV)/bin/ruff check cifar_ops tests bench jobs migrations
+	$(VENV)/bin/ruff check cifar_ops tests bench jobs
 
 clean:
 	rm -rf $(VENV) .tools .cache .artifacts

@@ -86,7 +86,7 @@ def test_missing_helm_exits_5(
     cli_runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no helm here
-    monkeypatch.setattr(helm, "_REPO", tmp_path)  # nor in a .tools/bin
+    monkeypatch.setattr(helm, "TOOLS_BIN", tmp_path)  # nor in a .tools/bin
     for extra in (["--dry-run"], []):
         result = cli_runner.invoke(app, ["submit", "--config", GRID, *extra])
         assert result.exit_code == 5

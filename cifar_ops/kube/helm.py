@@ -7,17 +7,30 @@ import os
 import shutil
 import subprocess
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cifar_ops.errors import SubmitError
 
-_REPO = Path(__file__).resolve().parents[2]
+TOOLS_BIN = Path(".tools") / "bin"  # where `make tools` puts helm, relative to the checkout
+
+
+def packaged_chart() -> Path:
+    """The chart shipped inside the package (cifar_ops/charts/cifar-ops)."""
+    chart = resources.files("cifar_ops") / "charts" / "cifar-ops"
+    if not isinstance(chart, Path):
+        raise SubmitError(
+            f"the packaged Helm chart is not a directory on disk ({chart}): set CIFAR_OPS_CHART "
+            "to a copy of charts/cifar-ops"
+        )
+    return chart
 
 
 def chart_dir() -> Path:
-    """The chart: `CIFAR_OPS_CHART`, else charts/cifar-ops of this checkout."""
-    chart = Path(os.environ.get("CIFAR_OPS_CHART") or _REPO / "charts" / "cifar-ops")
+    """The chart: `CIFAR_OPS_CHART`, else the one shipped in the package."""
+    override = os.environ.get("CIFAR_OPS_CHART")
+    chart = Path(override) if override else packaged_chart()
     if not (chart / "Chart.yaml").is_file():
         raise SubmitError(
             f"no Helm chart at {chart}: set CIFAR_OPS_CHART to the charts/cifar-ops directory"
@@ -26,8 +39,8 @@ def chart_dir() -> Path:
 
 
 def find_helm() -> str:
-    """`helm` from PATH, else the checkout's .tools/bin/helm (installed by `make test`)."""
-    found = shutil.which("helm") or shutil.which("helm", path=str(_REPO / ".tools" / "bin"))
+    """`helm` from PATH, else .tools/bin/helm when run from a checkout that ran `make tools`."""
+    found = shutil.which("helm") or shutil.which("helm", path=str(TOOLS_BIN))
     if not found:
         raise SubmitError(
             "the helm binary is not on PATH: install Helm 3.8+ (https://helm.sh/docs/intro/install/)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -25,8 +26,7 @@ from cifar_ops import settings
 from cifar_ops.errors import WarehouseError
 from cifar_ops.warehouse.engine import create_warehouse_engine, driver_reason, masked
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
+MIGRATIONS_PACKAGE = "cifar_ops.warehouse.migrations"
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,23 @@ class SchemaState:
         return self.current == self.head
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
-    """Alembic's config for migrations/, optionally bound to an open connection."""
-    if not (MIGRATIONS_DIR / "env.py").is_file():
+def migrations_dir() -> Path:
+    """The migrations shipped in the package (env.py, versions/, alembic.ini), as a directory."""
+    directory = resources.files(MIGRATIONS_PACKAGE)
+    if not isinstance(directory, Path) or not (directory / "env.py").is_file():
         raise WarehouseError(
-            f"the Alembic migrations are missing at {MIGRATIONS_DIR}: install cifar-ops from its "
-            "source tree (pip install -e .) or run `alembic upgrade head` in the repository"
+            f"the Alembic migrations of {MIGRATIONS_PACKAGE} are not a directory on disk "
+            f"({directory}): install cifar-ops as a regular wheel or from its source tree"
         )
-    config = Config(str(REPO_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return directory
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's config (the packaged alembic.ini), optionally bound to an open connection."""
+    directory = migrations_dir()
+    config = Config(str(directory / "alembic.ini"))
+    config.set_main_option("script_location", str(directory))
+    config.set_main_option("prepend_sys_path", "")
     if connection is not None:
         config.attributes["connection"] = connection
     return config
@@ -126,7 +134,9 @@ def ensure_current(engine: Engine) -> None:
     url = masked(engine.url.render_as_string(hide_password=False))
     if engine.dialect.name == "sqlite":
         with _begin(engine) as connection:  # BEGIN IMMEDIATE: one upgrader at a time
-            if current_revision(connection) != head:
+            current = current_revision(connection)
+            if current != head:
+                _refuse_unknown(url, current, head)
                 command.upgrade(alembic_config(connection), "head")
         return
     with _connect(engine) as connection:
@@ -138,16 +148,20 @@ def ensure_current(engine: Engine) -> None:
             f"the warehouse {url} has no schema (head is {head}): run `cifar-ops db upgrade` "
             "(or `alembic upgrade head`, or install the Helm chart, whose hook runs it)"
         )
-    known = {rev.revision for rev in history()}
-    if current not in known:
-        raise WarehouseError(
-            f"the warehouse {url} is at revision {current}, unknown to this cifar-ops (head "
-            f"{head}): it was migrated by a newer version; upgrade cifar-ops"
-        )
+    _refuse_unknown(url, current, head)
     raise WarehouseError(
         f"the warehouse {url} is behind the migration head (at {current}, head is {head}): "
         "run `cifar-ops db upgrade` (or `alembic upgrade head`)"
     )
+
+
+def _refuse_unknown(url: str, current: str | None, head: str) -> None:
+    """A revision these migrations do not have was written by a newer cifar-ops: refuse it."""
+    if current is not None and current not in {rev.revision for rev in history()}:
+        raise WarehouseError(
+            f"the warehouse {url} is at revision {current}, unknown to this cifar-ops (head "
+            f"{head}): it was migrated by a newer version; upgrade cifar-ops"
+        )
 
 
 @contextmanager

@@ -2,8 +2,9 @@
 
 On PostgreSQL they live in the `reporting` schema (the read-only role may read nothing else); on
 SQLite, which has no schemas, the same views are `reporting_<name>` in the main database. The SQL
-is written once, with the few dialect differences (durations) filled in per dialect. A migration
-creates them; a change to a view needs a new migration that drops and re-creates them.
+is written once, with the few dialect differences (durations) filled in per dialect. Migrations
+carry their own frozen copy of this SQL: a change to a view needs a new migration that drops and
+re-creates it with the new text (a test compares the migrated views with this module).
 """
 
 from __future__ import annotations
@@ -120,7 +121,11 @@ def view_sql(name: str, dialect: str) -> str:
 
 
 def create_statements(dialect: str) -> list[str]:
-    """DDL that creates the reporting schema (PostgreSQL) and every view."""
+    """DDL that creates the reporting schema (PostgreSQL) and every view, as this module has them.
+
+    What a migration that changes a view copies into itself; the migrated views are compared with
+    it by the tests.
+    """
     statements = []
     if dialect == "postgresql":
         statements.append(f"CREATE SCHEMA IF NOT EXISTS {REPORTING_SCHEMA}")
@@ -128,46 +133,3 @@ def create_statements(dialect: str) -> list[str]:
         view = qualified_name(name, dialect)
         statements.append(f"CREATE VIEW {view} AS{view_sql(name, dialect)}")
     return statements
-
-
-def drop_statements(dialect: str) -> list[str]:
-    """DDL that removes every view and, on PostgreSQL, the reporting schema."""
-    statements = [f"DROP VIEW IF EXISTS {qualified_name(n, dialect)}" for n in VIEW_NAMES]
-    if dialect == "postgresql":
-        statements.append(f"DROP SCHEMA IF EXISTS {REPORTING_SCHEMA}")
-    return statements
-
-
-def reader_grant_statements() -> list[str]:
-    """PostgreSQL: a NOLOGIN role that can read the reporting views and nothing else.
-
-    Roles are cluster-wide, so it is created only when missing (and tolerates a concurrent
-    creator); grants are per database.
-    """
-    return [
-        f"""DO $$
-BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN
-    CREATE ROLE {READER_ROLE} NOLOGIN;
-  END IF;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-END $$""",
-        f"""DO $$
-BEGIN
-  EXECUTE format('GRANT CONNECT ON DATABASE %I TO {READER_ROLE}', current_database());
-END $$""",
-        f"GRANT USAGE ON SCHEMA {REPORTING_SCHEMA} TO {READER_ROLE}",
-        f"GRANT SELECT ON ALL TABLES IN SCHEMA {REPORTING_SCHEMA} TO {READER_ROLE}",
-    ]
-
-
-def reader_revoke_statements() -> list[str]:
-    """Undo `reader_grant_statements` in this database; the cluster-wide role itself stays."""
-    return [
-        f"REVOKE SELECT ON ALL TABLES IN SCHEMA {REPORTING_SCHEMA} FROM {READER_ROLE}",
-        f"REVOKE USAGE ON SCHEMA {REPORTING_SCHEMA} FROM {READER_ROLE}",
-        f"""DO $$
-BEGIN
-  EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM {READER_ROLE}', current_database());
-END $$""",
-    ]

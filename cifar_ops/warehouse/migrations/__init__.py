@@ -1,0 +1,1 @@
+"""Alembic's environment and revisions of the warehouse schema, shipped inside the package."""
