@@ -1,4 +1,9 @@
-"""Eight processes logging at once, some re-sending the same runs: nothing lost, nothing doubled."""
+"""Eight processes logging at once, some re-sending the same runs: nothing lost, nothing doubled.
+
+Each process starts only its own runs (a second live process on one run id is refused: see
+tests/faults/test_run_ownership.py); the shared runs' epochs, evaluation and finish are re-sent by
+every process, as racing retries and re-syncs would.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from cifar_ops.warehouse.schema import epoch_stats, model_info, predictions_log
 
 WORKERS = 8
 RUNS_EACH = 2
-SHARED = [f"{i:032x}" for i in range(1, 3)]  # runs every worker logs, as racing retries would
+SHARED = [f"{i:032x}" for i in range(1, 3)]  # runs every worker re-sends, as racing retries would
 PREDICTIONS = 100
 
 
@@ -21,8 +26,8 @@ def _log_runs(url: str, worker: int) -> None:
     try:
         own = [synthetic.run_start(f"w{worker}").run_id for _ in range(RUNS_EACH)]
         for run_id in own + SHARED:
-            start = synthetic.run_start("concurrency", run_id=run_id)
-            store.start_run(start)
+            if run_id in own:
+                store.start_run(synthetic.run_start("concurrency", run_id=run_id))
             for number in (1, 2):
                 store.log_epoch(run_id, synthetic.epoch(number))
             store.log_evaluation(run_id, synthetic.evaluation(PREDICTIONS, seed=worker))
@@ -33,6 +38,9 @@ def _log_runs(url: str, worker: int) -> None:
 
 def test_eight_processes_lose_and_duplicate_nothing(database_url: str) -> None:
     upgrade_database(database_url)
+    with open_store(database_url) as store:
+        for run_id in SHARED:
+            store.register_queued([synthetic.run_start("concurrency", run_id=run_id)])
     context = multiprocessing.get_context("fork")
     workers = [context.Process(target=_log_runs, args=(database_url, w)) for w in range(WORKERS)]
     for process in workers:

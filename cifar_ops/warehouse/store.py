@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cifar_ops import settings
-from cifar_ops.errors import WarehouseError
+from cifar_ops.errors import ConfigError, WarehouseError
 from cifar_ops.records import (
     HEADLINE_METRICS,
     TERMINAL_STATUSES,
@@ -40,7 +41,7 @@ from cifar_ops.records import (
     RunFinish,
     RunStart,
 )
-from cifar_ops.warehouse import bulk, migrate, runids
+from cifar_ops.warehouse import bulk, migrate, runids, runlock
 from cifar_ops.warehouse.engine import create_warehouse_engine, driver_reason, masked
 from cifar_ops.warehouse.results import (
     EvaluationResult,
@@ -107,6 +108,7 @@ class Store:
         self._engine = engine
         self.url = masked(engine.url.render_as_string(hide_password=False))
         self.dialect = engine.dialect.name
+        self._locks: dict[str, runlock.RunLock] = {}  # runs this store started and not finished
 
     @property
     def engine(self) -> Engine:
@@ -114,6 +116,9 @@ class Store:
         return self._engine
 
     def close(self) -> None:
+        """Release the locks of runs still open here, then the connections."""
+        for run_id in list(self._locks):
+            self._release(run_id)
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -171,9 +176,27 @@ class Store:
             bulk.upsert(conn, experiments, row)
 
     def start_run(self, start: RunStart) -> None:
-        """Create the run as running, or flip an existing (queued, interrupted) one to running."""
+        """Create the run as running, or flip an existing (queued, interrupted) one to running.
+
+        The run's lock is taken first and held until `finish_run`: a second live process on the
+        same run id gets a WarehouseError and writes nothing. A run id the warehouse already holds
+        with another config hash is refused with a ConfigError, wherever its run dir is.
+        """
         row = _run_row(start, status="running")
+        run_id = start.run_id
+        fresh_lock = run_id not in self._locks
+        if fresh_lock:
+            self._locks[run_id] = runlock.acquire(self._engine, run_id, self.url)
+        try:
+            self._start_locked(start, row)
+        except BaseException:
+            if fresh_lock:
+                self._release(run_id)
+            raise
+
+    def _start_locked(self, start: RunStart, row: dict[str, Any]) -> None:
         with self._transaction(f"starting run {start.run_id}") as conn:
+            _refuse_other_config(conn, start, self.url)
             _ensure_experiment(conn, start.experiment)
             new = bulk.excluded(conn, model_info)
             keep_if_missing = ("param_count", "git_sha", "dataset_fingerprint", "hardware")
@@ -236,12 +259,20 @@ class Store:
         }
         for name in HEADLINE_METRICS:
             values[name] = _float(getattr(finish, name))
-        with self._transaction(f"finishing run {run_id}") as conn:
-            result = conn.execute(
-                update(model_info).where(model_info.c.run_id == run_id).values(**values)
-            )
-            if result.rowcount == 0:
-                raise _unknown_run(run_id, self.url)
+        try:
+            with self._transaction(f"finishing run {run_id}") as conn:
+                result = conn.execute(
+                    update(model_info).where(model_info.c.run_id == run_id).values(**values)
+                )
+                if result.rowcount == 0:
+                    raise _unknown_run(run_id, self.url)
+        finally:
+            self._release(run_id)  # the run is over in this process, written or not
+
+    def _release(self, run_id: str) -> None:
+        lock = self._locks.pop(run_id, None)
+        if lock is not None:
+            lock.release()
 
     def set_status(self, run_id: str, status: str, reason: str | None = None) -> None:
         """Set a run's status from outside the run (the Job's terminal state, a cancel)."""
@@ -423,38 +454,37 @@ def _ensure_experiment(conn: Connection, name: str) -> None:
     bulk.upsert(conn, experiments, {"name": name}, update=[])
 
 
+def _plain(value: Any) -> Any:
+    """NumPy scalars (Keras logs hand them over) as the Python numbers drivers bind."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _run_row(start: RunStart, *, status: str) -> dict[str, Any]:
-    return {
-        "run_id": start.run_id,
-        "experiment": start.experiment,
-        "trial_index": start.trial_index,
-        "trial_params": start.trial_params,
-        "model_name": start.model_name,
-        "param_count": start.param_count,
-        "config": start.config,
-        "config_hash": start.config_hash,
-        "git_sha": start.git_sha,
-        "dataset_fingerprint": start.dataset_fingerprint,
-        "executor": start.executor,
-        "job_name": start.job_name,
-        "hardware": start.hardware,
-        "status": status,
-        "started_at": start.started_at or _now(),
-    }
+    """A `model_info` row: every RunStart field is a column of the same name."""
+    row = {name: _plain(value) for name, value in asdict(start).items()}
+    row.update(status=status, started_at=start.started_at or _now())
+    return row
 
 
 def _epoch_row(epoch: EpochRecord) -> dict[str, Any]:
-    return {
-        "epoch": epoch.epoch,
-        "phase": epoch.phase,
-        "loss": _float(epoch.loss),
-        "accuracy": _float(epoch.accuracy),
-        "val_loss": _float(epoch.val_loss),
-        "val_accuracy": _float(epoch.val_accuracy),
-        "learning_rate": _float(epoch.learning_rate),
-        "seconds": _float(epoch.seconds),
-        "images_per_second": _float(epoch.images_per_second),
-    }
+    """An `epoch_stats` row (less its run_id): every EpochRecord field is a column."""
+    return {name: _plain(value) for name, value in asdict(epoch).items()}
+
+
+def _refuse_other_config(conn: Connection, start: RunStart, url: str) -> None:
+    """A run id names one config: the warehouse's row decides, not the local run dir."""
+    query = select(model_info.c.config_hash, model_info.c.experiment).where(
+        model_info.c.run_id == start.run_id
+    )
+    known = conn.execute(query).first()
+    if known is None or known.config_hash == start.config_hash:
+        return
+    raise ConfigError(
+        f"run {start.run_id} already exists in the warehouse {url} with config hash "
+        f"{known.config_hash} (experiment {known.experiment!r}); this config hashes to "
+        f"{start.config_hash} (experiment {start.experiment!r}): resume that run with its own "
+        "config, or use a new --run-id"
+    )
 
 
 def _write_evaluation_rows(conn: Connection, run_id: str, evaluation: EvaluationRecord) -> None:

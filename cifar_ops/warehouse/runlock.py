@@ -1,0 +1,137 @@
+"""One live process per run id, enforced by the warehouse the run writes to.
+
+Pods of one run can land on different nodes, so a local lock file is not enough where the
+warehouse is PostgreSQL: there the lock is a session-level advisory lock on a connection of its
+own, held from `start_run` to `finish_run` (or `close`). SQLite is one machine by construction, so
+there it is an `flock` on a file beside the database file. Both vanish with the process that holds
+them (PostgreSQL notices the closed connection), so a killed or preempted run can always resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from cifar_ops.errors import WarehouseError
+from cifar_ops.warehouse import migrate
+from cifar_ops.warehouse.engine import driver_reason
+
+_SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
+class RunLock(Protocol):
+    def release(self) -> None:
+        """Let another process run this id; never raises."""
+
+
+def lock_key(run_id: str) -> int:
+    """A stable signed 64-bit key for `pg_try_advisory_lock` (the same in every process)."""
+    digest = hashlib.blake2b(f"cifar-ops run {run_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def acquire(engine: Engine, run_id: str, where: str) -> RunLock:
+    """Hold the run's lock, or raise a WarehouseError (exit 4) when another process holds it."""
+    if engine.dialect.name == "postgresql":
+        held: RunLock | None = _AdvisoryLock.try_acquire(engine, run_id, where)
+    else:
+        path = lock_path(engine, run_id)
+        held = _FileLock.try_acquire(path) if path is not None else _NoLock()
+    if held is None:
+        raise WarehouseError(
+            f"run {run_id} is already running in another process (the warehouse {where} holds "
+            "its lock): wait for that process to end, a stopped one frees it, or use a new "
+            "--run-id"
+        )
+    return held
+
+
+def lock_path(engine: Engine, run_id: str) -> Path | None:
+    """`<database>.locks/<run_id>.lock` for a SQLite file; None for an in-memory database."""
+    database = engine.url.database
+    if not database or database == ":memory:" or "mode=memory" in str(engine.url):
+        return None
+    name = run_id if _SAFE_NAME.fullmatch(run_id) else f"{lock_key(run_id) & (2**64 - 1):016x}"
+    db = Path(database.removeprefix("file:").split("?", 1)[0])
+    return db.with_name(db.name + ".locks") / f"{name}.lock"
+
+
+class _NoLock:
+    """An in-memory SQLite database lives in one process: nothing else can run into it."""
+
+    def release(self) -> None:
+        return None
+
+
+class _FileLock:
+    def __init__(self, fd: int):
+        self._fd: int | None = fd
+
+    @classmethod
+    def try_acquire(cls, path: Path) -> _FileLock | None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd)
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the last descriptor drops the flock
+
+
+class _AdvisoryLock:
+    def __init__(self, connection: Connection, key: int):
+        self._connection: Connection | None = connection
+        self._key = key
+
+    @classmethod
+    def try_acquire(cls, engine: Engine, run_id: str, where: str) -> _AdvisoryLock | None:
+        key = lock_key(run_id)
+        try:
+            connection = engine.execution_options(isolation_level="AUTOCOMMIT").connect()
+        except SQLAlchemyError as exc:
+            raise migrate.unreachable(engine, exc) from exc
+        # Out of the pool: the lock lives as long as this session, and a pooled session would
+        # keep it after `release` if the unlock failed.
+        connection.detach()
+        try:
+            got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+            locked = bool(got.scalar_one())
+        except SQLAlchemyError as exc:
+            connection.close()
+            raise WarehouseError(
+                f"the warehouse {where} failed locking run {run_id}: {driver_reason(exc)}"
+            ) from exc
+        except BaseException:
+            connection.close()
+            raise
+        if not locked:
+            connection.close()
+            return None
+        return cls(connection, key)
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        with contextlib.suppress(SQLAlchemyError):  # a lost server has dropped the lock already
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+        with contextlib.suppress(SQLAlchemyError):
+            connection.close()
