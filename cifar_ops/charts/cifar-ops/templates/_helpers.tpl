@@ -34,20 +34,20 @@ Create chart name and version as used by the chart label.
 Common labels
 */}}
 {{- define "cifar-ops.labels" -}}
-helm.sh/chart: {{ include "cifar-ops.chart" . }}
+helm.sh/chart: {{ include "cifar-ops.chart" . | quote }}
 {{ include "cifar-ops.selectorLabels" . }}
 {{- if .Chart.AppVersion }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- end }}
 
 {{/*
 Selector labels
 */}}
 {{- define "cifar-ops.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "cifar-ops.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/name: {{ include "cifar-ops.name" . | quote }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
 {{/*
@@ -100,8 +100,8 @@ The warehouse URL from the existing Secret: never a value in values or manifests
 - name: CIFAR_OPS_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.database.existingSecret }}
-      key: {{ .Values.database.secretKey }}
+      name: {{ .Values.database.existingSecret | quote }}
+      key: {{ .Values.database.secretKey | quote }}
 {{- end }}
 
 {{/*
