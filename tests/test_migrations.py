@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -12,15 +13,50 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
+from cifar_ops.cli import app
 from cifar_ops.errors import WarehouseError
-from cifar_ops.warehouse import open_store, synthetic
-from cifar_ops.warehouse.migrate import alembic_config, database_state, upgrade_database
+from cifar_ops.warehouse import open_store, synthetic, views
+from cifar_ops.warehouse.migrate import (
+    alembic_config,
+    database_state,
+    history,
+    migrations_dir,
+    upgrade_database,
+)
 from cifar_ops.warehouse.schema import metadata
 from cifar_ops.warehouse.views import READER_ROLE, VIEW_NAMES
 from tests.conftest import REPO
 
 TABLES = set(metadata.tables)
+
+_TABLES_0001 = {
+    "experiments",
+    "model_info",
+    "epoch_stats",
+    "evaluations",
+    "calibration_bins",
+    "class_metrics",
+    "confusion_matrix",
+    "predictions_log",
+}
+_VIEWS_0002 = {
+    "run_summary",
+    "epoch_curves",
+    "class_metrics",
+    "confusion",
+    "calibration",
+    "model_comparison",
+    "misclassifications",
+    "search_leaderboard",
+}
+# What each revision leaves behind (tables, unqualified views), written out rather than derived,
+# so a step that creates or drops the wrong thing fails. A new migration adds its line.
+EXPECTED_AFTER: dict[str, tuple[set[str], set[str]]] = {
+    "0001": (_TABLES_0001, set()),
+    "0002": (_TABLES_0001, _VIEWS_0002),
+}
 
 
 def _alembic(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,6 +79,12 @@ def _objects(url: str) -> tuple[set[str], set[str]]:
         return tables, views
     finally:
         engine.dispose()
+
+
+def _qualified(views_: set[str], url: str) -> set[str]:
+    if url.startswith("sqlite"):
+        return {f"reporting_{v}" for v in views_}
+    return {f"reporting.{v}" for v in views_}
 
 
 def test_one_head() -> None:
@@ -159,3 +201,73 @@ def test_reader_role_reads_the_views_and_nothing_else(
         with admin.connect() as conn:
             conn.execute(text(f"DROP ROLE IF EXISTS {login}"))
         admin.dispose()
+
+
+def test_upgrade_from_empty_one_revision_at_a_time(database_url: str) -> None:
+    revisions = [rev.revision for rev in reversed(history())]
+    assert revisions == list(EXPECTED_AFTER), "a new migration needs its EXPECTED_AFTER line"
+    assert _objects(database_url) == (set(), set())
+    for revision in revisions:
+        state = upgrade_database(database_url, revision)
+        assert state.current == revision
+        tables, views_ = EXPECTED_AFTER[revision]
+        assert _objects(database_url) == (tables, _qualified(views_, database_url)), revision
+    assert state.up_to_date
+    assert EXPECTED_AFTER[state.head] == (TABLES, set(VIEW_NAMES))
+
+
+def test_migrations_import_no_cifar_ops_code() -> None:
+    """A released revision must keep doing what it did: it copies what it needs, never imports
+    the live package, whose schema and views move on."""
+    files = sorted((migrations_dir() / "versions").glob("[0-9]*.py"))
+    assert len(files) == len(EXPECTED_AFTER)
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n.split(".")[0] == "cifar_ops" for n in names), (path.name, names)
+
+
+def test_migrated_sqlite_views_are_the_views_module(sqlite_url: str) -> None:
+    """A view changed in views.py without a migration that re-creates it fails here."""
+    upgrade_database(sqlite_url)
+    engine = create_engine(sqlite_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("select name, sql from sqlite_master where type = 'view'"))
+        stored = {row.name: row.sql for row in rows}
+    engine.dispose()
+    expected = {
+        views.qualified_name(name, "sqlite"): statement
+        for name, statement in zip(VIEW_NAMES, views.create_statements("sqlite"), strict=True)
+    }
+    assert stored == expected
+
+
+def test_migrated_postgres_views_have_the_views_module_columns(postgres_url: str) -> None:
+    upgrade_database(postgres_url)
+    engine = create_engine(postgres_url)
+    with engine.connect() as conn:
+        for name in VIEW_NAMES:
+            migrated = conn.execute(text(f"select * from reporting.{name} limit 0")).keys()
+            live = conn.execute(
+                text(f"select * from ({views.view_sql(name, 'postgresql')}) q limit 0")
+            ).keys()
+            assert list(migrated) == list(live), name
+    engine.dispose()
+
+
+def test_sqlite_at_an_unknown_revision_exits_4(sqlite_url: str) -> None:
+    """Migrated by a newer cifar-ops: refused with the fix, as PostgreSQL is, not a traceback."""
+    upgrade_database(sqlite_url)
+    engine = create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(text("update alembic_version set version_num = 'f00dfeed0042'"))
+    engine.dispose()
+    result = CliRunner().invoke(app, ["runs", "list"], env={"CIFAR_OPS_DATABASE_URL": sqlite_url})
+    assert result.exit_code == 4, result.output
+    assert "at revision f00dfeed0042, unknown to this cifar-ops" in result.output
+    assert "upgrade cifar-ops" in result.output and "Traceback" not in result.output
