@@ -1,46 +1,51 @@
-"""Run and search configs: strict pydantic models, YAML loading, `--set` overrides, grid expansion.
+"""The config schema: strict pydantic models of a run and of a search's `search:` section.
 
-A config file is a run config; a file with a `search:` section is a search whose trials are run
-configs. `base: other.yaml` (relative to the file) is deep-merged under a file's own keys, so a grid
-can reuse a model's config. Every error names the file, the dotted key, the bad value and what is
-allowed, and raises `ConfigError` (CLI exit code 2).
+Unknown keys are errors, and every number a run sizes memory or loops by is bounded, so
+`cifar-ops validate` refuses what `cifar-ops run` would crash on. Closed sets of names come from
+`cifar_ops.vocabulary` (executor kinds, search methods) or from the models here (`MODEL_NAMES`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import random
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from cifar_ops.errors import ConfigError
+from cifar_ops.kube.grammar import (
+    DnsLabel,
+    DnsSubdomain,
+    ImageReference,
+    LabelKey,
+    Quantity,
+    Toleration,
+)
+from cifar_ops.kube.grammar import LabelValue as LabelText
+from cifar_ops.vocabulary import ExecutorKind, SearchMethod
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
-# A Kubernetes resource quantity; `--set resources.cpu=8` parses as a number, kept as text.
-Quantity = Annotated[
-    str,
-    BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v),
-    Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"),
-]
 LabelValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")]
+
+# Bounds on what a run allocates or loops over: far above any sensible run, far below a crash.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's and TensorFlow's seed range
+Epochs = Annotated[int, Field(ge=1, le=10_000)]
+BatchSize = Annotated[int, Field(ge=1, le=65_536)]
+Units = Annotated[int, Field(ge=1, le=16_384)]  # filters of a conv layer, units of a dense one
+Pixels = Annotated[int, Field(ge=0, le=512)]  # padding or a square's side, in pixels
+ImageSize = Annotated[int, Field(ge=1, le=512)]  # side of the square images a run trains on
+SYNTHETIC_BYTES_LIMIT = 8 * 2**30  # the synthetic source holds its uint8 images in memory
 
 
 class Strict(BaseModel):
@@ -58,14 +63,25 @@ class DataConfig(Strict):
     limit: PositiveInt | None = None  # cap on images per split (smoke runs)
     validation_split: OpenFraction = 0.2  # of the training images, stratified
     test_split: OpenFraction = 0.2  # held out when the source has no test split
-    image_size: PositiveInt = 32  # pixels; folder images are resized to this square
-    synthetic_images: PositiveInt = 2000  # total images of the synthetic source
-    num_classes: PositiveInt = 10  # synthetic source only; others read it from the data
+    image_size: ImageSize = 32  # pixels; folder images are resized to this square
+    synthetic_images: Annotated[int, Field(ge=1, le=1_000_000)] = 2000  # synthetic source: total
+    num_classes: Annotated[int, Field(ge=2, le=1000)] = 10  # synthetic only; others read the data
 
     @model_validator(mode="after")
     def _folder_needs_dir(self) -> DataConfig:
         if self.source == "folder" and not self.dir:
             raise ValueError("data.dir is required when data.source is 'folder'")
+        return self
+
+    @model_validator(mode="after")
+    def _synthetic_fits_in_memory(self) -> DataConfig:
+        size = self.synthetic_images * self.image_size**2 * 3
+        if self.source == "synthetic" and size > SYNTHETIC_BYTES_LIMIT:
+            raise ValueError(
+                f"data.synthetic_images: {self.synthetic_images} images of {self.image_size} px "
+                f"take {size / 2**30:.0f} GiB; the synthetic source holds at most "
+                f"{SYNTHETIC_BYTES_LIMIT // 2**30} GiB in memory"
+            )
         return self
 
 
@@ -75,8 +91,8 @@ class AugmentationConfig(Strict):
     width_shift: Fraction = 0.0  # fraction of width, +/-
     height_shift: Fraction = 0.0  # fraction of height, +/-
     zoom: Fraction = 0.0  # fraction, +/-
-    crop_padding: NonNegativeInt = 0  # pixels of reflect padding before a random crop
-    cutout: NonNegativeInt = 0  # side of a zeroed square, pixels
+    crop_padding: Pixels = 0  # pixels of reflect padding before a random crop
+    cutout: Pixels = 0  # side of a zeroed square, pixels
 
 
 # --- models: one options class per family, chosen by `name` ----------------------------------
@@ -88,33 +104,33 @@ class _ModelBase(Strict):
 
 class SimpleCnnModel(_ModelBase):
     name: Literal["simple_cnn"]
-    filters: list[PositiveInt] = [32, 64]
-    dense_units: PositiveInt = 128
+    filters: list[Units] = [32, 64]
+    dense_units: Units = 128
 
 
 class Conv4BnModel(_ModelBase):
     name: Literal["conv4_bn"]
-    filters: list[PositiveInt] = [32, 32, 64, 64]
-    dense_units: PositiveInt = 128
+    filters: list[Units] = [32, 32, 64, 64]
+    dense_units: Units = 128
 
 
 class CustomCnnModel(_ModelBase):
     name: Literal["custom_cnn"]
-    filters: list[PositiveInt] = [32, 64, 128]
-    dense_units: PositiveInt = 128
+    filters: list[Units] = [32, 64, 128]
+    dense_units: Units = 128
 
 
 class Vgg10Model(_ModelBase):
     name: Literal["vgg10"]
-    filters: list[PositiveInt] = [32, 64, 96]  # with Dense 128: seed 004's ~403K parameters
-    dense_units: PositiveInt = 128
+    filters: list[Units] = [32, 64, 96]  # with Dense 128: ~403K parameters
+    dense_units: Units = 128
     batch_norm: bool = False
 
 
 class ResNet20Model(_ModelBase):
     name: Literal["resnet20"]
-    depth: PositiveInt = 20  # 6n+2
-    base_filters: PositiveInt = 16
+    depth: Annotated[int, Field(ge=2, le=1202)] = 20  # 6n+2, up to He et al.'s deepest
+    base_filters: Units = 16
 
     @field_validator("depth")
     @classmethod
@@ -126,15 +142,15 @@ class ResNet20Model(_ModelBase):
 
 class ResNetWideModel(_ModelBase):
     name: Literal["resnet_wide"]
-    filters: list[PositiveInt] = [64, 128, 256, 512]
-    dense_units: list[PositiveInt] = [256]
+    filters: list[Units] = [64, 128, 256, 512]
+    dense_units: list[Units] = [256]
 
 
 class TransferModel(_ModelBase):
     name: Literal["mobilenetv2", "efficientnetv2b0"]
     input_size: Annotated[int, Field(ge=32, le=512)] = 96  # pixels; images are resized to it
     weights: str = "imagenet"  # imagenet | none | path to a .weights.h5 / .keras file
-    dense_units: NonNegativeInt = 0  # hidden units of the head; 0 means none
+    dense_units: Annotated[int, Field(ge=0, le=16_384)] = 0  # hidden units of the head; 0: none
 
 
 WHITENED_STEM_FILTERS = 24  # each 2x2x3 patch direction and its negative
@@ -142,8 +158,8 @@ WHITENED_STEM_FILTERS = 24  # each 2x2x3 patch direction and its negative
 
 class FastModel(_ModelBase):
     name: Literal["fast"]
-    widths: list[PositiveInt] = [64, 256, 256]  # airbench-style block widths
-    stem_filters: PositiveInt = 24
+    widths: list[Units] = [64, 256, 256]  # airbench-style block widths
+    stem_filters: Units = 24
     batch_norm_momentum: OpenFraction = 0.6
     # A 2x2 stem fitted to the training images' patch covariance (airbench's whitening) instead
     # of a learned one; it has 2 x 4 x channels filters (24 for RGB), which stem_filters must be.
@@ -175,17 +191,18 @@ ModelConfig = Annotated[
     Field(discriminator="name"),
 ]
 
-MODEL_NAMES = (
-    "simple_cnn",
-    "conv4_bn",
-    "custom_cnn",
-    "vgg10",
-    "resnet20",
-    "resnet_wide",
-    "mobilenetv2",
-    "efficientnetv2b0",
-    "fast",
-)
+
+def _family_names(union: Any) -> tuple[str, ...]:
+    """The `name` literals of the union's members, in the union's order."""
+    (members, *_) = get_args(union)
+    return tuple(
+        name
+        for member in get_args(members)
+        for name in get_args(member.model_fields["name"].annotation)
+    )
+
+
+MODEL_NAMES = _family_names(ModelConfig)  # the model families a config may name
 
 
 # --- optimisation -------------------------------------------------------------------------------
@@ -211,7 +228,7 @@ class OptimizerConfig(Strict):
 
 
 class Stage(Strict):
-    epochs: PositiveInt
+    epochs: Epochs
     learning_rate: PositiveFloat
 
 
@@ -241,20 +258,29 @@ class EarlyStoppingConfig(Strict):
 class FineTuneConfig(Strict):
     """Second phase of transfer learning: unfreeze the base's last layers at a lower rate."""
 
-    epochs: PositiveInt
+    epochs: Epochs
     learning_rate: PositiveFloat
-    unfreeze_layers: PositiveInt = 30
+    unfreeze_layers: Annotated[int, Field(ge=1, le=10_000)] = 30
 
 
 class TrainConfig(Strict):
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 64
+    """How the model is fitted. Every epoch is checkpointed, so a stopped run resumes."""
+
+    epochs: Epochs = 10
+    batch_size: BatchSize = 64
     label_smoothing: Fraction = 0.0
     early_stopping: EarlyStoppingConfig | None = None
     fine_tune: FineTuneConfig | None = None
     mixed_precision: bool = False
     xla: bool = False
-    checkpoint: bool = True  # save every epoch so a retried pod resumes
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checkpoint_is_retired(cls, data: Any) -> Any:
+        """`checkpoint: true|false`, a switch that was never read, still loads and is ignored."""
+        if isinstance(data, dict) and isinstance(data.get("checkpoint"), bool):
+            data = {key: value for key, value in data.items() if key != "checkpoint"}
+        return data
 
 
 TtaLevel = Literal["none", "flip", "flip_translate"]
@@ -286,18 +312,18 @@ class MonitoringConfig(Strict):
 
 
 class ExecutorConfig(Strict):
-    kind: Literal["local", "kubernetes"] = "local"
-    namespace: str | None = None  # kubernetes: defaults to the kubeconfig's namespace
-    image: str | None = None  # kubernetes: defaults to the chart's image
+    kind: ExecutorKind = ExecutorKind.LOCAL  # where `cifar-ops submit` sends it; `run` is local
+    namespace: DnsLabel | None = None  # kubernetes: defaults to the kubeconfig's namespace
+    image: ImageReference | None = None  # kubernetes: defaults to the chart's image
 
 
 class ResourcesConfig(Strict):
     gpus: NonNegativeInt = 1  # nvidia.com/gpu limit
     cpu: Quantity = "4"  # Kubernetes quantity: 4, 500m, 2.5
     memory: Quantity = "16Gi"
-    node_selector: dict[str, str] = {}
-    tolerations: list[dict[str, Any]] = []
-    priority_class: str | None = None
+    node_selector: dict[LabelKey, LabelText] = {}
+    tolerations: list[Toleration] = []
+    priority_class: DnsSubdomain | None = None
     active_deadline_seconds: PositiveInt | None = 86400
     backoff_limit: NonNegativeInt = 3
 
@@ -309,7 +335,7 @@ _UNHASHED = {"experiment", "description", "monitoring", "executor", "resources"}
 class RunConfig(Strict):
     experiment: LabelValue
     description: str = ""
-    seed: int = 42
+    seed: Seed = 42
     data: DataConfig = DataConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
     model: ModelConfig
@@ -358,26 +384,11 @@ class Distribution(Strict):
             raise ValueError(f"{given[0]} low {low} is above high {high}")
         return self
 
-    def sample(self, rng: random.Random) -> float | int:
-        if self.uniform:
-            return rng.uniform(*self.uniform)
-        if self.log_uniform:
-            low, high = self.log_uniform
-            return float(10 ** rng.uniform(_log10(low), _log10(high)))
-        assert self.int_uniform is not None
-        return rng.randint(*self.int_uniform)
-
-
-def _log10(x: float) -> float:
-    import math
-
-    return math.log10(x)
-
 
 class SearchSpec(Strict):
-    method: Literal["grid", "random"] = "grid"
+    method: SearchMethod = SearchMethod.GRID
     parameters: dict[str, list[Any] | Distribution]  # dotted run-config key -> values or range
-    trials: PositiveInt | None = None  # random: how many; grid: derived
+    trials: PositiveInt | None = None  # random: how many; grid: derived (both capped)
     seed: int = 0  # random: sampling seed
     parallelism: PositiveInt = 1  # trials at once (Indexed Job parallelism, local --parallel)
 
@@ -405,215 +416,17 @@ class Trial(BaseModel):
 
 
 class SearchConfig(BaseModel):
-    """A search: the base run config, the search spec, and the path it came from."""
+    """A search: the base run config, its spec, and the trials known before it starts.
+
+    `base` is the merged YAML of the run (without `search:`), from which `cifar_ops.search` builds
+    each trial's config; a method that decides trials as it goes builds them from it later.
+    """
 
     run: RunConfig
     search: SearchSpec
     trials: list[Trial]
+    base: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     @property
     def experiment(self) -> str:
         return self.run.experiment
-
-
-# --- loading ------------------------------------------------------------------------------------
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig | SearchConfig:
-    """Load a run or search config from YAML, apply `key=value` overrides, validate strictly."""
-    path = Path(path)
-    raw = _read_with_base(path, seen=())
-    for item in overrides or []:
-        key, value = _parse_override(item, path)
-        _set_dotted(raw, key, value, path)
-    search_raw = raw.pop("search", None)
-    run = _validate_run(raw, path)
-    if search_raw is None:
-        return run
-    return _build_search(run, raw, search_raw, path)
-
-
-def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Like `load_config` but refuses a search file (e.g. for `cifar-ops evaluate`)."""
-    config = load_config(path, overrides)
-    if isinstance(config, SearchConfig):
-        raise ConfigError("is a search config; expected a single run", path=str(path))
-    return config
-
-
-def _read_with_base(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError("no such config file", path=str(path))
-    resolved = path.resolve()
-    if resolved in seen:
-        raise ConfigError("`base` files include each other in a cycle", path=str(path))
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", exc)
-        raise ConfigError(f"{where}invalid YAML ({problem})", path=str(path)) from None
-    if not isinstance(data, dict):
-        raise ConfigError("top level must be a mapping of keys", path=str(path))
-    base = data.pop("base", None)
-    if base is None:
-        return data
-    if not isinstance(base, str):
-        raise ConfigError("must be a path to another config file", path=str(path), key="base")
-    return _deep_merge(_read_with_base(path.parent / base, seen + (resolved,)), data)
-
-
-def _deep_merge(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(under)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _parse_override(item: str, path: Path) -> tuple[str, Any]:
-    key, sep, text = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set takes key=value, got {item!r}", path=str(path))
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        value = text
-    return key.strip(), value
-
-
-def _set_dotted(raw: dict[str, Any], key: str, value: Any, path: Path) -> None:
-    node = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"cannot set inside {part!r}: it is a value", path=str(path), key=key)
-        node = child
-    node[parts[-1]] = value
-
-
-def _validate_run(raw: dict[str, Any], path: Path) -> RunConfig:
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, RunConfig), path=str(path)) from None
-
-
-def _build_search(run: RunConfig, raw: dict[str, Any], search_raw: Any, path: Path) -> SearchConfig:
-    try:
-        spec = SearchSpec.model_validate(search_raw)
-    except ValidationError as exc:
-        detail = format_validation_error(exc, SearchSpec, "search.")
-        raise ConfigError(detail, path=str(path)) from None
-    for key in spec.parameters:
-        if key.split(".")[0] in ("experiment", "search"):
-            raise ConfigError(f"cannot search over {key!r}", path=str(path), key=f"search.{key}")
-    trials = []
-    for index, params in enumerate(_points(spec)):
-        trial_raw = json.loads(json.dumps(raw))  # deep copy of plain YAML data
-        for key, value in params.items():
-            _set_dotted(trial_raw, key, value, path)
-        try:
-            trial_config = RunConfig.model_validate(trial_raw)
-        except ValidationError as exc:
-            point = ", ".join(f"{k}={v!r}" for k, v in params.items())
-            detail = format_validation_error(exc, RunConfig)
-            message = f"search trial {index} ({point}): {detail}"
-            raise ConfigError(message, path=str(path)) from None
-        trials.append(Trial(index=index, params=params, config=trial_config))
-    return SearchConfig(run=run, search=spec, trials=trials)
-
-
-def _points(spec: SearchSpec) -> list[dict[str, Any]]:
-    keys = list(spec.parameters)
-    if spec.method == "grid":
-        value_lists = [spec.parameters[k] for k in keys]
-        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*value_lists)]
-    rng = random.Random(spec.seed)
-    points = []
-    for _ in range(spec.trials or 0):
-        point = {}
-        for key in keys:
-            dist = spec.parameters[key]
-            point[key] = rng.choice(dist) if isinstance(dist, list) else dist.sample(rng)
-        points.append(point)
-    return points
-
-
-# --- error messages -----------------------------------------------------------------------------
-
-
-def format_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
-    """One line per problem: dotted key, the value given, and what is allowed there."""
-    lines = []
-    for error in exc.errors():
-        loc = _strip_union_tags(error["loc"])
-        key = prefix + ".".join(str(p) for p in loc) if loc else prefix.rstrip(".") or "(top)"
-        if error["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, error["loc"][:-1])
-            hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
-            lines.append(f"{key}: unknown key{hint}")
-            continue
-        if error["type"] == "union_tag_invalid" or (
-            error["type"] == "union_tag_not_found" and loc and loc[-1] == "model"
-        ):
-            lines.append(f"{key}.name: must be one of {', '.join(MODEL_NAMES)}")
-            continue
-        message = error["msg"].removeprefix("Value error, ")
-        given = error.get("input")
-        shown = "" if isinstance(given, dict) or error["type"] == "missing" else f"got {given!r}: "
-        lines.append(f"{key}: {shown}{message}")
-    return "\n".join(lines)
-
-
-def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Pydantic puts the family in the location (model.vgg10.x); users wrote model.x."""
-    cleaned: list[Any] = []
-    for i, part in enumerate(loc):
-        if i and loc[i - 1] == "model" and part in MODEL_NAMES:
-            continue
-        if part in ("list[any]", "Distribution", "list[Any]"):
-            continue
-        cleaned.append(part)
-    return tuple(cleaned)
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model at `loc` (pydantic's location, union tags included)."""
-    current: Any = model
-    for part in loc:
-        if part in MODEL_NAMES and not isinstance(current, type):
-            current = _family(current, str(part))
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return []
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return []
-        current = _model_type(field.annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
-    return []
-
-
-def _family(union: Any, name: str) -> Any:
-    """The member of the model-family union whose `name` literal is `name`."""
-    for candidate in getattr(union, "__args__", ()) or ():
-        field = getattr(candidate, "model_fields", {}).get("name")
-        if field is not None and name in getattr(field.annotation, "__args__", ()):
-            return candidate
-    return union
-
-
-def _model_type(annotation: Any) -> Any:
-    """The BaseModel inside `X | None`; the union of model families stays as it is."""
-    models = [
-        candidate
-        for candidate in getattr(annotation, "__args__", ()) or ()
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel)
-    ]
-    return models[0] if len(models) == 1 else annotation
