@@ -59,3 +59,29 @@ def test_bad_config_exits_2_with_one_clear_message(cli_runner: CliRunner, tmp_pa
     assert result.exit_code == 2
     assert "train.epochs" in result.output and str(bad) in result.output
     assert "Traceback" not in result.output
+
+
+def test_paths_are_printed_verbatim_never_read_as_markup(cli_runner: CliRunner, tmp_path) -> None:
+    folder = tmp_path / "a[red]b[/foo]"  # a directory "a[red]b[" holding "foo]"
+    folder.mkdir(parents=True)
+    config = folder / "c[bold].yaml"
+    config.write_text((REPO / "jobs/configs/simple_cnn.yaml").read_text())
+    result = cli_runner.invoke(app, ["validate", "--config", str(config)], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert f"valid {config}: run simple-cnn" in result.output
+
+
+def test_every_error_is_one_line_beginning_error(cli_runner: CliRunner, tmp_path) -> None:
+    cases = [
+        (["validate", "--config", str(tmp_path / "none[red].yaml")], "none[red].yaml"),
+        (["run", "--config", "x.yaml", "--run-id", "bad"], "--run-id"),
+        (["report"], "RUN_ID... or --experiment"),
+        (["runs", "list", "--bogus"], "--bogus"),
+        (["nonsense"], "nonsense"),
+    ]
+    for args, named in cases:
+        result = cli_runner.invoke(app, args, terminal_width=400)
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, result.output)
+        assert named in lines[0], (args, result.output)

@@ -154,9 +154,33 @@ def test_finish_sets_the_status_and_frees_the_port_without_waiting_when_unscrape
         again.bind(("127.0.0.1", port))
 
 
+def test_one_get_of_metrics_does_not_hold_a_finished_run() -> None:
+    callback = MetricsCallback(run_start(), port=0, address="127.0.0.1")
+    assert callback.final_scrape_max_seconds == 60
+    scrape(callback)  # one look with curl: no scrape interval to wait for
+    began = time.monotonic()
+    callback.finish("succeeded")
+    assert time.monotonic() - began < 1
+
+
+def test_the_exporter_listens_on_loopback_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CIFAR_OPS_METRICS_ADDRESS", raising=False)
+    local = MetricsCallback(run_start(), port=0)
+    assert local.server is not None and local.server.address == "127.0.0.1"
+    local.finish("succeeded")
+    monkeypatch.setenv("CIFAR_OPS_METRICS_ADDRESS", "0.0.0.0")
+    pod = MetricsCallback(run_start(), port=0)
+    assert pod.server is not None and pod.server.address == "0.0.0.0"
+    pod.finish("succeeded")
+
+
 def test_finish_lingers_until_a_scraper_has_read_the_terminal_status() -> None:
     callback = MetricsCallback(run_start(), port=0, address="127.0.0.1")
-    scrape(callback)  # someone scrapes this run, so its end must reach them
+    scrape(callback)  # a scraper polls this run, so its end must reach them
+    time.sleep(0.2)
+    scrape(callback)
     finisher = threading.Thread(target=callback.finish, args=("failed",))
     finisher.start()
     time.sleep(0.3)

@@ -2,8 +2,9 @@
 
 A Job's pod exits as soon as its run ends, so a scraper polling every 15-30 s would rarely see the
 terminal status. The server therefore records when it is scraped, and `wait_for_scrape` lets the
-run linger (bounded) until one scrape has read the final state. A process nobody scrapes (a local
-run with `--metrics-port` and no Prometheus) never waits.
+run linger (bounded) until one scrape has read the final state. Only a process scraped at a
+measured interval (two scrapes seen) waits: nobody scraping, or one look with curl, never holds
+a finished run.
 """
 
 from __future__ import annotations
@@ -83,18 +84,17 @@ class MetricsServer:
         return len(self.watcher.times)
 
     def wait_for_scrape(self, *, max_seconds: float) -> bool:
-        """Wait for one scrape from now on, if anyone scrapes us; True if one came.
+        """Wait for one scrape from now on, if something scrapes us regularly; True if one came.
 
         Waits at most twice the observed scrape interval plus a second, and never more than
-        `max_seconds`; returns False at once when nothing has scraped this server yet.
+        `max_seconds`; returns False at once when fewer than two scrapes (no interval) were seen.
         """
         times = list(self.watcher.times)
-        if not times:
+        if len(times) < 2:
             return False
         now = time.monotonic()
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        expected = 2 * statistics.median(gaps) + 1 if gaps else max_seconds
-        return self.watcher.wait_after(now, min(expected, max_seconds))
+        return self.watcher.wait_after(now, min(2 * statistics.median(gaps) + 1, max_seconds))
 
     def close(self) -> None:
         """Stop serving and free the port."""
