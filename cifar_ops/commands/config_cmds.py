@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cifar_ops.commands.output import CONFIG_OPTION, JSON_OPTION, SET_OPTION, console, print_json
 from cifar_ops.config import SearchConfig, load_config
@@ -39,8 +40,13 @@ def validate(
         print_json(summary)
         return
     console.print(
-        f"[green]valid[/green] {config}: {summary['kind']} [bold]{run.experiment}[/bold], "
-        f"model {run.model.name}, hash {summary['config_hash'][:12]}"
+        Text.assemble(
+            ("valid", "green"),
+            f" {config}: {summary['kind']} ",
+            (run.experiment, "bold"),
+            f", model {run.model.name}, hash {summary['config_hash'][:12]}",
+        ),
+        soft_wrap=True,
     )
     if trials:
         table = Table("trial", *[str(k) for k in trials[0].params], "hash")

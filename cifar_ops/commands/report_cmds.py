@@ -27,6 +27,8 @@ def report(
     ),
 ) -> None:
     """A self-contained HTML report of runs, a comparison, or a search."""
+    from rich.text import Text
+
     from cifar_ops.commands.output import console
     from cifar_ops.report import build_report
 
@@ -44,7 +46,9 @@ def report(
     extras = [name for name, part in (("comparison", data.comparison), ("search", data.search))
               if part is not None]  # fmt: skip
     shown = f"{len(data.runs)} run(s) in detail" + "".join(f", {e}" for e in extras)
-    console.print(f"wrote [bold]{output}[/bold]: {data.title} ({shown})", soft_wrap=True)
+    console.print(
+        Text.assemble("wrote ", (str(output), "bold"), f": {data.title} ({shown})"), soft_wrap=True
+    )
 
 
 def export(

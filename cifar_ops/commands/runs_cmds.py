@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.table import Column
+from rich.text import Text
 
 from cifar_ops.commands.output import JSON_OPTION, console, print_json
 from cifar_ops.formatting import pct
@@ -103,7 +104,7 @@ def show(
         ("overfitting gap", pct(run.overfitting_gap)),
         ("artifact", _text(run.artifact_uri)),
     ]:
-        facts.add_row(f"[bold]{label}[/bold]", str(value))
+        facts.add_row(Text(label, style="bold"), str(value))
     console.print(facts)
     if detail.epochs:
         epochs = Table(
@@ -158,7 +159,7 @@ def compare(
             _text(run.best_epoch),
             pct(run.train_accuracy),
             pct(run.val_accuracy),
-            f"[bold green]{test}[/bold green]" if run.test_accuracy == best and best else test,
+            Text(test, style="bold green" if run.test_accuracy == best and best else ""),
             pct(run.overfitting_gap),
             _num(run.duration_seconds, 0),
         )
@@ -174,13 +175,13 @@ def _summary_json(run: Any) -> dict[str, Any]:
     return {**asdict(run), "duration_seconds": run.duration_seconds}
 
 
-def _status(status: str) -> str:
+def _status(status: str) -> Text:
     """The status in its colour (an unknown one, from a newer schema, plain)."""
     try:
         style = STATUS_STYLES[RunStatus(status)]
     except ValueError:
-        return status
-    return f"[{style}]{status}[/{style}]"
+        return Text(status)
+    return Text(status, style=style)
 
 
 def _text(value: object) -> str:
