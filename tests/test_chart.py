@@ -202,6 +202,7 @@ def test_single_run_job_carries_gpu_labels_secret_ref_and_no_secret(
     )
     assert "value" not in env["CIFAR_OPS_DATABASE_URL"]
     assert env["CIFAR_OPS_JOB_NAME"]["value"] == plan.job_name
+    assert env["CIFAR_OPS_METRICS_ADDRESS"]["value"] == "0.0.0.0"  # Prometheus scrapes the pod IP
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert container["securityContext"] == {
@@ -249,6 +250,14 @@ def test_optional_job_fields_render_only_when_set() -> None:
         ({"securityContext": {"allowPrivilegeEscalation": True}}, "allowPrivilegeEscalation"),
         ({"run": {"experiment": "x"}}, "missing properties 'submission', 'trials'"),
         ({"storage": {"shm": {"sizeLimit": "lots"}}}, "/storage/shm/sizeLimit"),
+        ({"job": {"priorityClassName": "high\n  hostNetwork: true"}}, "/job/priorityClassName"),
+        ({"image": {"repository": "evil/img\n  command: [sh]"}}, "/image/repository"),
+        ({"job": {"nodeSelector": {"pool": "a: b"}}}, "/job/nodeSelector/pool"),
+        ({"job": {"nodeSelector": {"a\nb": "x"}}}, "/job/nodeSelector"),
+        ({"job": {"tolerations": [{"key": "a", "command": "id"}]}}, "/job/tolerations/0"),
+        ({"job": {"extraEnv": [{"name": "A=B", "value": "1"}]}}, "/job/extraEnv/0/name"),
+        ({"storage": {"checkpoints": {"storageClassName": "Fast SSD"}}}, "storageClassName"),
+        ({"database": {"existingSecret": "db\nx: y"}}, "/database/existingSecret"),
     ],
 )
 def test_values_schema_rejects_bad_values(values: dict[str, Any], message: str) -> None:
@@ -256,3 +265,25 @@ def test_values_schema_rejects_bad_values(values: dict[str, Any], message: str) 
         render(values)
     assert message in str(caught.value)
     assert "values don't meet the specifications of the schema" in str(caught.value)
+
+
+def test_config_resources_reach_the_pod_as_valid_fields() -> None:
+    digest = "sha256:" + "b" * 64
+    overrides = [
+        "resources.priority_class=batch-low",
+        "resources.node_selector={nvidia.com/gpu.present: 'true'}",
+        "resources.tolerations=[{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule},"
+        " {key: spot, value: 'yes', effect: NoExecute, tolerationSeconds: 60}]",
+        f"executor.image=registry.example.com:5000/ml/cifar-ops-gpu:1.0@{digest}",
+    ]
+    plan = build_plan(load_config(REPO / "jobs/configs/fast.yaml", overrides))
+    docs = render(build_values(plan), plan.release)
+    validate_strictly(docs)
+    pod = training_job(docs)["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "batch-low"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "spot", "value": "yes", "effect": "NoExecute", "tolerationSeconds": 60},
+    ]
+    assert pod["containers"][0]["image"] == f"registry.example.com:5000/ml/cifar-ops-gpu@{digest}"

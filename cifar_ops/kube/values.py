@@ -12,6 +12,8 @@ from typing import Any
 from cifar_ops.config import RunConfig, SearchConfig
 from cifar_ops.kube.naming import job_name, release_name
 from cifar_ops.records import RunStart
+from cifar_ops.search import Study
+from cifar_ops.vocabulary import ExecutorKind
 
 DEFAULT_METRICS_PORT = 9400  # charts/cifar-ops/values.yaml metrics.port
 
@@ -62,25 +64,22 @@ def build_plan(
     if isinstance(loaded, RunConfig):
         runs = [PlannedRun(run_id=uuid.uuid4().hex, config=loaded)]
         return SubmissionPlan(experiment=loaded.experiment, search=False, runs=runs)
-    runs, skipped = [], []
-    for trial in loaded.trials:
-        if trial.config.config_hash() in succeeded_hashes:
-            skipped.append(trial.index)
-            continue
-        runs.append(
-            PlannedRun(
-                run_id=uuid.uuid4().hex,
-                config=trial.config,
-                trial_index=trial.index,
-                params=trial.params,
-            )
+    study = Study(loaded, succeeded_hashes)
+    runs = [
+        PlannedRun(
+            run_id=uuid.uuid4().hex,
+            config=trial.config,
+            trial_index=trial.index,
+            params=trial.params,
         )
+        for trial in study.ask_all()  # one Indexed Job: every trial is decided now
+    ]
     return SubmissionPlan(
         experiment=loaded.experiment,
         search=True,
         runs=runs,
         parallelism=loaded.search.parallelism,
-        skipped=skipped,
+        skipped=[trial.index for trial in study.skipped],
     )
 
 
@@ -89,7 +88,7 @@ def pod_config(config: RunConfig, metrics_port: int = DEFAULT_METRICS_PORT) -> R
 
     Both sections are left out of the config hash, so the recipe is the one submitted.
     """
-    executor = config.executor.model_copy(update={"kind": "kubernetes"})
+    executor = config.executor.model_copy(update={"kind": ExecutorKind.KUBERNETES})
     updates: dict[str, Any] = {"executor": executor}
     if config.monitoring.port is None:
         updates["monitoring"] = config.monitoring.model_copy(update={"port": metrics_port})
@@ -139,7 +138,7 @@ def build_values(plan: SubmissionPlan) -> dict[str, Any]:
                 "limits": {"memory": resources.memory},
             },
             "nodeSelector": dict(resources.node_selector),
-            "tolerations": list(resources.tolerations),
+            "tolerations": [toleration.to_pod_spec() for toleration in resources.tolerations],
             "priorityClassName": resources.priority_class or "",
         },
     }
@@ -149,14 +148,15 @@ def build_values(plan: SubmissionPlan) -> dict[str, Any]:
 
 
 def build_image_values(reference: str) -> dict[str, str]:
-    """`repo[:tag]` or `repo@sha256:...` as the chart's image.repository / tag / digest."""
-    if "@" in reference:
-        repository, digest = reference.split("@", 1)
+    """`repo[:tag][@sha256:...]` (already checked by grammar.ImageReference) as the chart's
+    image.repository / tag / digest; a digest pins the image, so a tag beside it is dropped."""
+    name, _, digest = reference.partition("@")
+    repository, _, tag = name.rpartition(":")
+    if not repository or "/" in tag:  # no tag: the colon, if any, was a registry port
+        repository, tag = name, ""
+    if digest:
         return {"repository": repository, "digest": digest}
-    name, _, tag = reference.rpartition(":")
-    if name and "/" not in tag:
-        return {"repository": name, "tag": tag}
-    return {"repository": reference}
+    return {"repository": repository, "tag": tag} if tag else {"repository": repository}
 
 
 def build_run_starts(plan: SubmissionPlan) -> list[RunStart]:
@@ -171,7 +171,7 @@ def build_run_starts(plan: SubmissionPlan) -> list[RunStart]:
             status="queued",
             trial_index=run.trial_index,
             trial_params=run.params or None,
-            executor="kubernetes",
+            executor=ExecutorKind.KUBERNETES,
             job_name=plan.job_name,
         )
         for run in plan.runs
