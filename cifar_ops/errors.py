@@ -21,6 +21,12 @@ class ConfigError(CifarOpsError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class UsageError(CifarOpsError):
+    """A command-line argument names something the command must not use (e.g. `-o /dev/null`)."""
+
+    exit_code = 2
+
+
 class DataError(CifarOpsError):
     """A dataset cannot be read: missing directory, corrupt image, unreachable archive."""
 
@@ -49,3 +55,20 @@ class MonitoringError(CifarOpsError):
     """The metrics port is taken, or the Pushgateway refused or is unreachable."""
 
     exit_code = 7
+
+
+class StorageError(CifarOpsError):
+    """The run directory cannot be written: the disk or quota is full, or it is read-only.
+
+    The checkpoint before the failed write is kept, so the same run id resumes once there is room.
+    """
+
+    exit_code = 8
+
+
+class Preempted(KeyboardInterrupt):
+    """SIGTERM arrived (a pod being stopped): the run was marked preempted; the same id resumes.
+
+    A `KeyboardInterrupt` so that no `except Exception` records it as the run's failure and so
+    that whatever handles Ctrl-C handles it too; not a `CifarOpsError`, since nothing is wrong.
+    """

@@ -13,7 +13,9 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import re
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -43,7 +45,7 @@ seed: 7
 data: {source: synthetic, synthetic_images: 240, num_classes: 4, image_size: 16}
 model: {name: simple_cnn, filters: [4], dense_units: 8}
 optimizer: {name: adam, learning_rate: 0.01}
-train: {epochs: 2, batch_size: 32, checkpoint: false}
+train: {epochs: 2, batch_size: 32}
 evaluation: {calibration_bins: 5}
 search:
   method: grid
@@ -57,13 +59,13 @@ search:
 
 
 def _train(config_yaml: str, url: str, where: Path) -> None:
-    from cifar_ops import runner
+    from cifar_ops.executors.local import execute_search
     from cifar_ops.warehouse import open_store
 
     path = where / "search.yaml"
     path.write_text(config_yaml)
     search = load_config(path)
-    outcomes = runner.execute_search(search, sink=open_store(url))
+    outcomes = execute_search(search, sink=open_store(url))
     assert [o.status for o in outcomes] == ["succeeded"] * len(search.trials)
 
 
@@ -294,6 +296,33 @@ def test_run_ids_and_experiment_are_exclusive(cli_runner: CliRunner, tmp_path: P
         assert result.exit_code == 2
         assert "--experiment" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_must_be_a_regular_file_or_a_new_one_in_an_existing_directory(
+    cli_runner: CliRunner, tmp_path: Path, sqlite_url: str
+) -> None:
+    fifo = tmp_path / "pipe.html"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    refused = {
+        str(fifo): "not a regular file",
+        "/dev/null": "not a regular file",
+        str(folder): "is a directory",
+        "": "is a directory",  # typer reads '' as the current directory
+        "/proc/x.html": "/proc",
+        str(tmp_path / "missing" / "r.html"): "no directory",
+    }
+    for output, message in refused.items():
+        result = cli_runner.invoke(
+            app, ["report", "abc", "-o", output], env={"CIFAR_OPS_DATABASE_URL": sqlite_url}
+        )
+        assert result.exit_code == 2, (output, result.output)
+        assert result.output.startswith("error: --output") and message in result.output, output
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert list(folder.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "pipe.html"]
 
 
 # --- the browser ---------------------------------------------------------------------------------

@@ -25,14 +25,18 @@ def build_report(
 ) -> ReportData:
     """Write the report of `run_ids` or `experiment` from the warehouse at `url` to `output`.
 
-    Nothing is written when a run is unknown or the experiment is empty (the error says which).
+    Nothing is written when a run is unknown or the experiment is empty (the error says which),
+    or when `output` is not a regular file or a new file in an existing directory (`UsageError`).
     """
     from cifar_ops import settings
+    from cifar_ops.errors import UsageError
     from cifar_ops.report.loader import load_report_data
     from cifar_ops.report.render import write_report
+    from cifar_ops.report.target import check_report_target
     from cifar_ops.warehouse import open_store
     from cifar_ops.warehouse.engine import create_warehouse_engine
 
+    output = check_report_target(Path(output))
     url = url or settings.database_url()
     open_store(url).close()  # checks (PostgreSQL) or applies (SQLite) the schema, or says the fix
     engine = create_warehouse_engine(url)
@@ -46,5 +50,9 @@ def build_report(
         )
     finally:
         engine.dispose()
-    write_report(data, Path(output))
+    try:
+        write_report(data, output)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"--output {str(output)!r}: cannot write the report: {reason}") from None
     return data
