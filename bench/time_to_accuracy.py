@@ -34,7 +34,7 @@ from cifar_ops.config import load_run_config
 from cifar_ops.data import load_dataset, make_pipeline
 from cifar_ops.evaluation import predict_split
 from cifar_ops.models import build_model, fit_to_data
-from cifar_ops.optimizers import l2_coefficient
+from cifar_ops.plan import build_plan
 
 
 def time_config(path: Path, overrides: list[str], target: float) -> dict:
@@ -44,7 +44,6 @@ def time_config(path: Path, overrides: list[str], target: float) -> dict:
     config = load_run_config(path, overrides)
     training.seed_everything(config.seed, xla=config.train.xla)
     dataset = load_dataset(config.data, config.seed)
-    steps = -(-len(dataset.train) // config.train.batch_size)
     train = make_pipeline(
         dataset.train,
         batch_size=config.train.batch_size,
@@ -59,10 +58,10 @@ def time_config(path: Path, overrides: list[str], target: float) -> dict:
             input_shape=dataset.train.images.shape[1:],
             num_classes=len(dataset.class_names),
         )
-        training.apply_l2(model, l2_coefficient(config.optimizer))
+        plan = build_plan(config, model, train_images=len(dataset.train.labels))
+        training.apply_l2(model, plan.l2)
         fit_to_data(model, dataset.train.images)
-        phase = training.phases(config, model)[0]
-        training.compile_phase(model, config, phase, steps)
+        training.compile_phase(model, plan, plan.phases[0])
         for epoch in range(config.train.epochs):
             start = time.perf_counter()
             model.fit(train, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False)

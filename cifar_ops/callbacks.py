@@ -1,5 +1,9 @@
-"""Keras callbacks of a run: epoch records to the sink, per-epoch checkpoints, resumable state.
+"""Keras callbacks of a run: one record per epoch for every listener, checkpoints, resumable state.
 
+`EpochRecorder` builds each epoch's `EpochRecord` once (metrics, the rate in force, timing) and
+hands it to its listeners in order: the warehouse (`SinkWriter`), the checkpoint
+(`EpochCheckpoint`, after the warehouse, so a resumed run never skips an epoch the warehouse
+lacks), then anything else with an `on_epoch_record` method, such as the Prometheus exporter.
 Keras' `EarlyStopping` and `ReduceLROnPlateau` forget their counters at `on_train_begin`; the
 `Resumable*` subclasses put back what the last checkpoint recorded, so a resumed run stops and
 lowers its rate on the same epochs an uninterrupted one would. `StopOnSignal` turns Ctrl-C and
@@ -9,17 +13,30 @@ SIGTERM into exceptions between steps, where raising cannot crash TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import math
 import signal
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from typing import Any, Protocol, runtime_checkable
 
 import keras
 import numpy as np
 
-from cifar_ops.checkpoints import RunDirectory, TrainingState
+from cifar_ops.checkpoints import RunDirectory, TrainingState, write_bytes_atomically
+from cifar_ops.errors import Preempted
 from cifar_ops.records import EpochRecord, RunSink
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class EpochListener(Protocol):
+    """Anything that takes each finished epoch's record (the sink writer, the exporter)."""
+
+    def on_epoch_record(self, record: EpochRecord) -> None: ...
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -37,18 +54,28 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best = self.restored["best"]
             self.best_epoch = self.restored["best_epoch"]
             if self.restore_best_weights and self.best_weights_path.exists():
-                with np.load(self.best_weights_path) as saved:
-                    self.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
+                self.best_weights = self._load_best_weights()
             self.restored = None
+
+    def _load_best_weights(self) -> list[np.ndarray] | None:
+        """The saved best weights; None (nothing to restore at the end) when unreadable."""
+        try:
+            with np.load(self.best_weights_path) as saved:
+                return [saved[f"w{i}"] for i in range(len(saved.files))]
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning(
+                "%s is unreadable (%s); its best weights are lost", self.best_weights_path, exc
+            )
+            return None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         before = (self.best_epoch, self.best)
         super().on_epoch_end(epoch, logs)
         improved = (self.best_epoch, self.best) != before
         if self.restore_best_weights and improved and self.best_weights is not None:
-            tmp = self.best_weights_path.with_name("tmp-early-stopping-best.npz")
-            np.savez(tmp, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
-            tmp.replace(self.best_weights_path)
+            buffer = io.BytesIO()
+            np.savez(buffer, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
+            write_bytes_atomically(self.best_weights_path, buffer.getvalue())
 
     def state(self) -> dict[str, Any]:
         return {"wait": self.wait, "best": _plain(self.best), "best_epoch": self.best_epoch}
@@ -77,19 +104,16 @@ class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
         }
 
 
-class EpochLogger(keras.callbacks.Callback):
-    """Writes one `EpochRecord` per epoch to the sink, NaN included, and keeps it in the state.
+class EpochRecorder(keras.callbacks.Callback):
+    """Builds one `EpochRecord` per epoch, NaN included, and hands it to each listener in order.
 
     The learning rate is the one in force at the epoch's first step (a plateau cut at the end of
     an epoch shows in the next one); images/s counts training only, not validation.
     """
 
-    def __init__(
-        self, sink: RunSink, run_id: str, state: TrainingState, phase: str, train_images: int
-    ):
+    def __init__(self, phase: str, train_images: int, listeners: Sequence[EpochListener]):
         super().__init__()
-        self.sink, self.run_id, self.state = sink, run_id, state
-        self.phase, self.train_images = phase, train_images
+        self.phase, self.train_images, self.listeners = phase, train_images, list(listeners)
         self._began = self._trained = 0.0
         self._rate = math.nan
 
@@ -117,25 +141,36 @@ class EpochLogger(keras.callbacks.Callback):
             images_per_second=self.train_images / trained if trained > 0 else math.nan,
             phase=self.phase,
         )
+        for listener in self.listeners:
+            listener.on_epoch_record(record)
+
+
+class SinkWriter:
+    """Writes each epoch's record to the run's sink (the warehouse)."""
+
+    def __init__(self, sink: RunSink, run_id: str):
+        self.sink, self.run_id = sink, run_id
+
+    def on_epoch_record(self, record: EpochRecord) -> None:
         self.sink.log_epoch(self.run_id, record)
-        self.state.history = [r for r in self.state.history if r["epoch"] != record.epoch]
-        self.state.history.append(record.__dict__.copy())
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves weights, optimizer state and callback state after every epoch (after the logger)."""
+class EpochCheckpoint:
+    """Saves weights, optimizer state, history and callback state once an epoch is recorded."""
 
     def __init__(
         self,
+        model: keras.Model,
         run_dir: RunDirectory,
         state: TrainingState,
         resumables: dict[str, ResumableEarlyStopping | ResumablePlateau | BestModelCheckpoint],
     ):
-        super().__init__()
-        self.run_dir, self.state, self.resumables = run_dir, state, resumables
+        self.model, self.run_dir, self.state, self.resumables = model, run_dir, state, resumables
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.state.epochs_done = epoch + 1
+    def on_epoch_record(self, record: EpochRecord) -> None:
+        self.state.history = [r for r in self.state.history if r["epoch"] != record.epoch]
+        self.state.history.append(asdict(record))
+        self.state.epochs_done = record.epoch
         self.capture()
         self.run_dir.save(self.model, self.state)
 
@@ -172,8 +207,8 @@ class StopOnSignal(keras.callbacks.Callback):
     TensorFlow's C++ -> Python calls, which can crash the process (seen: SIGSEGV in
     `convert_to_eager_tensor` at an epoch start). So the handlers only record the signal, and this
     Keras callback raises it at the next batch or epoch boundary: `KeyboardInterrupt` for Ctrl-C,
-    `RunPreempted` for SIGTERM. A second Ctrl-C raises at once, for a run stuck in one long step.
-    A signal that arrives after the last epoch lets the run finish its evaluation.
+    `errors.Preempted` for SIGTERM. A second Ctrl-C raises at once, for a run stuck in one long
+    step. A signal that arrives after the last epoch lets the run finish its evaluation.
     """
 
     def __init__(self) -> None:
@@ -202,9 +237,7 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def _raise_if_signalled(self, *args: Any, **kwargs: Any) -> None:
         if self.received == signal.SIGTERM:
-            from cifar_ops.runner import RunPreempted
-
-            raise RunPreempted("signal SIGTERM")
+            raise Preempted("signal SIGTERM")
         if self.received == signal.SIGINT:
             raise KeyboardInterrupt
 

@@ -1,27 +1,52 @@
-"""A run's directory, and the per-epoch checkpoint that lets a restarted run resume.
+"""A run's directory, and the per-epoch checkpoints that let a restarted run resume.
 
 Layout of `settings.artifacts_dir()/<run_id>/`:
   config.json          the run config and its hash (a resume with another config is refused)
   classes.json         class names, read by `predict` and `evaluate` next to model.keras
-  checkpoint/          last-<epoch>.weights.h5 (weights + optimizer state) and state.json
+  checkpoint/          <phase>-<epoch|end>-<NNNN>.weights.h5 (weights + optimizer state), each
+                       with its <same name>.state.json (TrainingState and the weights' sha256);
+                       the newest two are kept
   best.keras           the best model so far (by the early-stopping monitor, else val_accuracy)
   model.keras          the final model
 
-state.json is written after the weights file it names and replaced atomically, so a process
-killed mid-save leaves the previous complete checkpoint: a restarted pod loses at most one epoch.
+Every file is written under a temporary name, fsynced, renamed and its directory fsynced, and a
+state file only after the weights it names: a process or machine that dies mid-save leaves the
+previous complete checkpoint. A resume takes the newest checkpoint whose state parses and whose
+weights match their digest; an unreadable one (truncated, zeroed, garbage) is skipped with a
+warning for the one before it, and with none readable the run starts over from epoch 1 (its
+epochs are logged again under the same warehouse keys). A write that fails because the disk is
+full or read-only raises `StorageError`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import io
 import json
+import logging
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
+import keras
+
 from cifar_ops.config import RunConfig
-from cifar_ops.errors import ConfigError
+from cifar_ops.errors import ConfigError, StorageError
 from cifar_ops.settings import artifacts_dir
+
+log = logging.getLogger(__name__)
+
+STATE_SUFFIX = ".state.json"
+WEIGHTS_SUFFIX = ".weights.h5"
+LEGACY_STATE = "state.json"  # one state file for the newest checkpoint, as older versions wrote
+TMP_PREFIX = "tmp-"
+# errno values that mean "this volume cannot take the write", not "this run is broken"
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 @dataclass
@@ -33,6 +58,7 @@ class TrainingState:
     phase_start: int = 0  # epochs done when this phase began
     phase_done: bool = False  # the phase ended (best weights restored, if asked)
     weights_file: str | None = None  # name inside checkpoint/
+    weights_sha256: str | None = None  # digest of that file, checked before a resume trusts it
     history: list[dict[str, Any]] = field(default_factory=list)  # EpochRecord dicts, in order
     callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # resumable callback state
 
@@ -40,27 +66,36 @@ class TrainingState:
     def from_json(cls, text: str) -> TrainingState:
         return cls(**json.loads(text))
 
+    @property
+    def order(self) -> tuple[int, bool]:
+        """Newer checkpoints sort later: more epochs, and a phase's end after its last epoch."""
+        return (self.epochs_done, self.phase_done)
+
 
 class RunDirectory:
-    """Paths of one run's artifacts, and atomic reads and writes of its checkpoint."""
+    """Paths of one run's artifacts, and durable writes and checked reads of its checkpoints."""
 
     def __init__(self, run_id: str, root: Path | None = None):
         self.run_id = run_id
         self.root = (root or artifacts_dir()) / run_id
         self.checkpoint_dir = self.root / "checkpoint"
-        self.state_path = self.checkpoint_dir / "state.json"
         self.config_path = self.root / "config.json"
         self.classes_path = self.root / "classes.json"
         self.best_model_path = self.root / "best.keras"
         self.model_path = self.root / "model.keras"
+        self._latest: Path | None = None  # state file of the newest complete checkpoint
 
     def create(self, config: RunConfig, class_names: list[str]) -> None:
         """Make the directory; refuse to resume a run id that was started with another config."""
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        with storage_guard(self.root):
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         digest = config.config_hash()
         if self.config_path.exists():
-            recorded = json.loads(self.config_path.read_text()).get("config_hash")
-            if recorded != digest:
+            recorded = _json_or_none(self.config_path)
+            recorded = recorded.get("config_hash") if isinstance(recorded, dict) else None
+            if recorded is None:
+                log.warning("%s is unreadable; writing it again", self.config_path)
+            elif recorded != digest:
                 raise ConfigError(
                     f"run {self.run_id} was started with config hash {recorded}, this config "
                     f"hashes to {digest}; resume it with its own config or use a new --run-id",
@@ -71,33 +106,195 @@ class RunDirectory:
         write_text_atomically(self.classes_path, json.dumps(class_names))
 
     def load_state(self) -> TrainingState | None:
-        """The last complete checkpoint, or None for a fresh run."""
-        if not self.state_path.exists():
+        """The newest readable checkpoint, or None for a fresh start.
+
+        Unreadable checkpoints are skipped with a warning; when there were some but none is
+        readable, the warning says the run starts over.
+        """
+        candidates: list[tuple[TrainingState, Path]] = []
+        skipped = 0
+        for path in self._state_files():
+            state, problem = self._read_checkpoint(path)
+            if state is None:
+                skipped += 1
+                log.warning("checkpoint %s is unreadable (%s); skipping it", path, problem)
+            else:
+                candidates.append((state, path))
+        candidates.sort(key=lambda item: item[0].order, reverse=True)
+        if not candidates:
+            if skipped:
+                log.warning(
+                    "no readable checkpoint in %s: run %s starts over from epoch 1",
+                    self.checkpoint_dir,
+                    self.run_id,
+                )
+            self._latest = None
             return None
-        state = TrainingState.from_json(self.state_path.read_text())
-        if state.weights_file and not (self.checkpoint_dir / state.weights_file).exists():
-            return None
+        state, path = candidates[0]
+        if skipped:
+            log.warning(
+                "run %s resumes from the checkpoint before: %s (%d epochs done)",
+                self.run_id,
+                path.name,
+                state.epochs_done,
+            )
+        self._latest = path
         return state
 
     def weights_path(self, state: TrainingState) -> Path:
         assert state.weights_file is not None
         return self.checkpoint_dir / state.weights_file
 
-    def save(self, model: Any, state: TrainingState) -> None:
-        """Write the weights (with optimizer state), then point state.json at them."""
+    def save(self, model: keras.Model, state: TrainingState) -> None:
+        """Write the weights (with optimizer state), then their state; keep the one before."""
         suffix = "end" if state.phase_done else "epoch"
-        name = f"{state.phase}-{suffix}-{state.epochs_done:04d}.weights.h5"
-        previous = self.load_state()
-        tmp = self.checkpoint_dir / f"tmp-{name}"
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, self.checkpoint_dir / name)
-        state.weights_file = name
-        write_text_atomically(self.state_path, json.dumps(asdict(state), allow_nan=True))
-        if previous and previous.weights_file and previous.weights_file != name:
-            (self.checkpoint_dir / previous.weights_file).unlink(missing_ok=True)
+        stem = f"{state.phase}-{suffix}-{state.epochs_done:04d}"
+        data = weights_bytes(model)
+        write_bytes_atomically(self.checkpoint_dir / f"{stem}{WEIGHTS_SUFFIX}", data)
+        state.weights_file = f"{stem}{WEIGHTS_SUFFIX}"
+        state.weights_sha256 = hashlib.sha256(data).hexdigest()
+        state_path = self.checkpoint_dir / f"{stem}{STATE_SUFFIX}"
+        write_text_atomically(state_path, json.dumps(asdict(state), allow_nan=True))
+        keep = {state_path, self.checkpoint_dir / state.weights_file}
+        if self._latest is not None and self._latest != state_path:
+            keep.add(self._latest)
+            previous, _ = self._read_checkpoint(self._latest)
+            if previous is not None and previous.weights_file:
+                keep.add(self.checkpoint_dir / previous.weights_file)
+        self._latest = state_path
+        self._prune(keep)
+
+    def save_model(self, model: keras.Model) -> None:
+        """Write model.keras durably: a reader never finds half a model under the final name."""
+        tmp = self.model_path.with_name(f"{TMP_PREFIX}{self.model_path.name}")
+        with storage_guard(self.model_path):
+            try:
+                model.save(tmp)
+                with tmp.open("rb+") as saved:
+                    os.fsync(saved.fileno())
+                os.replace(tmp, self.model_path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            fsync_directory(self.root)
+
+    def _state_files(self) -> list[Path]:
+        if not self.checkpoint_dir.is_dir():
+            return []
+        files = sorted(self.checkpoint_dir.glob(f"*{STATE_SUFFIX}"))
+        legacy = self.checkpoint_dir / LEGACY_STATE
+        return [*files, legacy] if legacy.exists() else files
+
+    def _read_checkpoint(self, path: Path) -> tuple[TrainingState | None, str]:
+        """The state in `path` if it parses and its weights are there and intact, else a reason."""
+        try:
+            state = TrainingState.from_json(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+            return None, f"state: {type(exc).__name__}: {exc}"
+        if not state.weights_file:
+            return None, "state names no weights file"
+        weights = self.checkpoint_dir / state.weights_file
+        try:
+            if state.weights_sha256 is not None:
+                digest = _sha256(weights)
+                if digest != state.weights_sha256:
+                    return None, f"{weights.name} does not match its recorded sha256"
+            elif not h5py.is_hdf5(weights):
+                return None, f"{weights.name} is not an HDF5 file"
+        except OSError as exc:
+            return None, f"{weights.name}: {exc.strerror or exc}"
+        return state, ""
+
+    def _prune(self, keep: set[Path]) -> None:
+        """Delete every checkpoint file but `keep` (older, unreadable or half-written ones)."""
+        for path in self.checkpoint_dir.iterdir():
+            name = path.name
+            checkpoint_file = name.endswith((STATE_SUFFIX, WEIGHTS_SUFFIX)) or name == LEGACY_STATE
+            if (checkpoint_file or name.startswith(TMP_PREFIX)) and path not in keep:
+                path.unlink(missing_ok=True)
+
+
+def weights_bytes(model: keras.Model) -> bytes:
+    """The model's `.weights.h5` (weights and optimizer state), built in memory.
+
+    `model.save_weights` writes through the HDF5 C library; on a full disk that write fails inside
+    C and leaves an h5py handle that crashes the interpreter when it is freed. Built in memory,
+    every disk write is Python's own, where a full disk is a plain `OSError`. `model.load_weights`
+    reads the file as if `save_weights` had written it.
+    """
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    try:
+        saving_lib._save_state(
+            model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
+        )
+    finally:
+        store.close()
+    return buffer.getvalue()
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` durably: temp file, fsync, rename, fsync of the directory."""
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+    with storage_guard(path):
+        try:
+            with tmp.open("wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # frees what a full disk took
+            raise
+        fsync_directory(path.parent)
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_bytes_atomically(path, text.encode())
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def storage_guard(path: Path) -> Iterator[None]:
+    """Turn a full, over-quota or read-only volume under `path` into a `StorageError`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        reason = exc.strerror or os.strerror(exc.errno)
+        raise StorageError(
+            f"{path}: cannot write ({reason}); the last complete checkpoint is kept: make room "
+            "and run the same run id again to resume"
+        ) from exc
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None

@@ -1,33 +1,37 @@
-"""One run end to end, and searches: data -> model -> fit -> evaluate -> warehouse -> model.keras.
+"""One run end to end: data -> model -> plan -> fit -> evaluate -> warehouse.
 
-Everything that can be wrong with the input (config, data, model, a resumed run's config) is
-checked before `start_run`, so a bad data dir never leaves a `running` row. Once started, a run
-always ends with `finish_run`: `succeeded`, `failed` (with the reason; the exception is re-raised)
-or `preempted` (Ctrl-C or SIGTERM, e.g. a pod being evicted; re-run the same id to resume).
+Everything that can be wrong with the input (config, data, model, the training plan, a resumed
+run's config) is checked before `start_run`, so a bad data dir never leaves a `running` row. Once
+started, a run always ends with `finish_run`: `succeeded`, `failed` (with the reason; the
+exception is re-raised) or `preempted` (Ctrl-C or SIGTERM, e.g. a pod being evicted; re-run the
+same id to resume).
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import platform
 import subprocess
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import Any
 
-from cifar_ops.config import RunConfig, SearchConfig, Trial
+import keras
+import tensorflow as tf
+
+from cifar_ops import evaluation, training
+from cifar_ops.callbacks import StopOnSignal
+from cifar_ops.checkpoints import RunDirectory
+from cifar_ops.config import EvaluationConfig, RunConfig, Trial
+from cifar_ops.data import Dataset, load_dataset
+from cifar_ops.errors import Preempted
+from cifar_ops.models import build_model
+from cifar_ops.monitoring.callback import MetricsCallback
+from cifar_ops.plan import TrainingPlan, build_plan
 from cifar_ops.records import EvaluationRecord, RunFinish, RunSink, RunStart
-
-
-class RunPreempted(KeyboardInterrupt):
-    """SIGTERM arrived during a run (the pod is being stopped); the run was marked preempted."""
 
 
 @dataclass(frozen=True)
@@ -51,15 +55,9 @@ def execute(
     trial: Trial | None = None,
     executor: str = "local",
     job_name: str | None = None,
-    callbacks: Sequence[Any] = (),
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> RunOutcome:
     """Train and evaluate one config; the same `run_id` resumes from its last checkpoint."""
-    from cifar_ops import training
-    from cifar_ops.callbacks import StopOnSignal
-    from cifar_ops.checkpoints import RunDirectory
-    from cifar_ops.data import load_dataset
-    from cifar_ops.models import build_model
-
     run_id = run_id or uuid.uuid4().hex
     training.seed_everything(config.seed, xla=config.train.xla)
     dataset = load_dataset(config.data, config.seed)
@@ -68,7 +66,8 @@ def execute(
         model = build_model(
             config.model, input_shape=dataset.image_shape, num_classes=dataset.num_classes
         )
-        training.phases(config, model)  # a fine-tune phase on a model with no base: ConfigError
+        # the config as the engine will follow it; what the model cannot follow is a ConfigError
+        plan = build_plan(config, model, train_images=len(dataset.train.labels))
         run_dir.create(config, dataset.class_names)
         start = RunStart(
             run_id=run_id,
@@ -86,7 +85,7 @@ def execute(
             param_count=int(model.count_params()),
             started_at=datetime.now(UTC),
         )
-        monitor = _metrics_callback(config, start, len(dataset.train))
+        monitor = _metrics_callback(config, start)
         stop_on_signal = StopOnSignal()  # Ctrl-C / SIGTERM, raised between steps
         all_callbacks = [*callbacks, *([monitor] if monitor else []), stop_on_signal]
         status = "failed"
@@ -99,13 +98,21 @@ def execute(
         try:
             with stop_on_signal.catching():
                 outcome = _train_and_evaluate(
-                    model, config, dataset, sink, start, run_dir, all_callbacks, trial
+                    model,
+                    plan,
+                    config.evaluation,
+                    dataset,
+                    sink,
+                    start,
+                    run_dir,
+                    all_callbacks,
+                    trial,
                 )
             status = outcome.status
             return outcome
         except KeyboardInterrupt as exc:
             status = "preempted"
-            reason = "SIGTERM" if isinstance(exc, RunPreempted) else "interrupted"
+            reason = "SIGTERM" if isinstance(exc, Preempted) else "interrupted"
             _finish_quietly(sink, run_id, RunFinish(status="preempted", reason=reason))
             raise
         except BaseException as exc:
@@ -118,20 +125,19 @@ def execute(
 
 
 def _train_and_evaluate(
-    model: Any,
-    config: RunConfig,
-    dataset: Any,
+    model: keras.Model,
+    plan: TrainingPlan,
+    scoring: EvaluationConfig,
+    dataset: Dataset,
     sink: RunSink,
     start: RunStart,
-    run_dir: Any,
-    callbacks: list[Any],
+    run_dir: RunDirectory,
+    callbacks: list[keras.callbacks.Callback],
     trial: Trial | None,
 ) -> RunOutcome:
-    from cifar_ops import evaluation, training
-
     result = training.fit(
         model,
-        config,
+        plan,
         dataset,
         sink=sink,
         run_id=start.run_id,
@@ -150,7 +156,7 @@ def _train_and_evaluate(
         )
         sink.finish_run(start.run_id, finish)
         return RunOutcome(start.run_id, "failed", finish, None, index, diverged=True)
-    tta = config.evaluation.tta
+    tta = scoring.tta
     scores = {
         name: evaluation.split_score(
             split.labels, evaluation.predict_split(model, split.images, tta=tta)
@@ -163,11 +169,11 @@ def _train_and_evaluate(
         test_probabilities,
         dataset.class_names,
         split="test",
-        bins=config.evaluation.calibration_bins,
+        bins=scoring.calibration_bins,
         refs=dataset.test.refs,
-        log_predictions=config.evaluation.log_predictions,
+        log_predictions=scoring.log_predictions,
     )
-    model.save(run_dir.model_path)
+    run_dir.save_model(model)
     sink.log_evaluation(start.run_id, record)
     finish = RunFinish(
         status="succeeded",
@@ -190,29 +196,19 @@ def _train_and_evaluate(
 def _finish_quietly(sink: RunSink, run_id: str, finish: RunFinish) -> None:
     """Mark the run ended without hiding the error that ended it if the sink fails too."""
     with contextlib.suppress(Exception):
-        sink.finish_run(run_id, _stamped(finish))
+        sink.finish_run(run_id, replace(finish, finished_at=datetime.now(UTC)))
 
 
-def _stamped(finish: RunFinish) -> RunFinish:
-    from dataclasses import replace
-
-    return replace(finish, finished_at=datetime.now(UTC))
-
-
-def _metrics_callback(config: RunConfig, start: RunStart, train_images: int) -> Any:
+def _metrics_callback(config: RunConfig, start: RunStart) -> MetricsCallback | None:
     if config.monitoring.port is None and not config.monitoring.pushgateway:
         return None
-    from cifar_ops.monitoring import MetricsCallback
-
-    return MetricsCallback.from_config(config.monitoring, start, train_images=train_images)
+    return MetricsCallback.from_config(config.monitoring, start)
 
 
-def _finish_monitor(monitor: Any, status: str) -> None:
+def _finish_monitor(monitor: MetricsCallback, status: str) -> None:
     """Export the final status and wait for the last scrape. The run's end is already in the
     warehouse, so a SIGTERM or Ctrl-C in that wait (up to a minute) must not turn a succeeded run
     into a preempted one: signals are only recorded, and a second Ctrl-C ends the wait."""
-    from cifar_ops.callbacks import StopOnSignal
-
     with contextlib.suppress(KeyboardInterrupt), StopOnSignal().catching():
         monitor.finish(status)
 
@@ -235,8 +231,6 @@ def git_sha() -> str | None:
 
 def hardware() -> str:
     """The GPU's name(s) if TensorFlow sees one, else the CPU count and architecture."""
-    import tensorflow as tf
-
     names = []
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
@@ -244,130 +238,3 @@ def hardware() -> str:
     if names:
         return ", ".join(names)
     return f"CPU x{os.cpu_count()} ({platform.machine()})"
-
-
-# --- searches -----------------------------------------------------------------------------------
-
-
-def run_locally(
-    loaded: RunConfig | SearchConfig,
-    *,
-    run_id: str | None = None,
-    parallel: int = 1,
-    callbacks: Sequence[Any] = (),
-    database_url: str | None = None,
-) -> list[RunOutcome]:
-    """What `cifar-ops run` does: one run, or a search's trials, here, logged to the warehouse.
-
-    The warehouse is `database_url`, else `CIFAR_OPS_DATABASE_URL`, else the SQLite default.
-    """
-    from cifar_ops import settings
-    from cifar_ops.warehouse.store import open_store
-
-    url = database_url or settings.database_url()
-    with open_store(url) as store:
-        if isinstance(loaded, SearchConfig):
-            return execute_search(
-                loaded,
-                sink=store,
-                parallel=parallel,
-                sink_factory=partial(open_store, url),
-                callbacks=callbacks,
-            )
-        return [execute(loaded, sink=store, run_id=run_id, callbacks=callbacks)]
-
-
-def execute_search(
-    search: SearchConfig,
-    *,
-    sink: RunSink,
-    parallel: int = 1,
-    sink_factory: Callable[[], RunSink] | None = None,
-    callbacks: Sequence[Any] = (),
-) -> list[RunOutcome]:
-    """Run a search's trials; skip those whose config hash already succeeded in the experiment.
-
-    With `parallel` > 1 trials run in that many spawned processes, each opening its own sink
-    with `sink_factory` (default: `open_store(sink.url)` when the sink has a `url`). A trial that
-    fails on its own (e.g. diverges or crashes) is recorded as failed and the search goes on; a
-    `CifarOpsError` (bad data, config, warehouse) or Ctrl-C stops the whole search.
-    """
-    from cifar_ops.errors import CifarOpsError
-
-    if hasattr(sink, "register_search"):  # as `submit` does, so the leaderboard knows the space
-        sink.register_search(
-            search.experiment,
-            method=search.search.method,
-            parameters=search.search.model_dump(mode="json")["parameters"],
-            trial_count=len(search.trials),
-            description=search.run.description or None,
-        )
-    done: set[str] = set()
-    if hasattr(sink, "succeeded_hashes"):
-        done = set(sink.succeeded_hashes(search.experiment))
-    todo = [t for t in search.trials if t.config.config_hash() not in done]
-    if parallel <= 1 or len(todo) <= 1:
-        outcomes = []
-        for trial in todo:
-            run_id = uuid.uuid4().hex
-            try:
-                outcomes.append(
-                    execute(
-                        trial.config, sink=sink, run_id=run_id, trial=trial, callbacks=callbacks
-                    )
-                )
-            except CifarOpsError:
-                raise
-            except Exception as exc:
-                outcomes.append(_failed_outcome(run_id, trial, exc))
-        return outcomes
-    factory = sink_factory or _default_sink_factory(sink)
-    context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // parallel)
-    with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
-        futures = [pool.submit(_run_trial, trial, factory, threads) for trial in todo]
-        try:
-            for future in as_completed(futures):
-                future.result()  # the first CifarOpsError (or Ctrl-C) stops the search here
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # trials not started never start
-            raise
-        return [future.result() for future in futures]
-
-
-def _run_trial(trial: Trial, factory: Callable[[], RunSink], threads: int) -> RunOutcome:
-    """A search trial in a worker process, with its share of the CPU threads."""
-    import tensorflow as tf
-
-    from cifar_ops.errors import CifarOpsError
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    run_id = uuid.uuid4().hex
-    sink = factory()
-    try:
-        return execute(trial.config, sink=sink, run_id=run_id, trial=trial)
-    except CifarOpsError:
-        raise
-    except Exception as exc:
-        return _failed_outcome(run_id, trial, exc)
-    finally:
-        close = getattr(sink, "close", None)  # workers are reused: free the connections
-        if close is not None:
-            close()
-
-
-def _failed_outcome(run_id: str, trial: Trial, exc: BaseException) -> RunOutcome:
-    finish = RunFinish(status="failed", reason=f"{type(exc).__name__}: {exc}")
-    return RunOutcome(run_id, "failed", finish, None, trial.index)
-
-
-def _default_sink_factory(sink: RunSink) -> Callable[[], RunSink]:
-    """Reopen the same warehouse in a worker: from the sink's engine (password kept) or url."""
-    engine = getattr(sink, "engine", None)
-    url = engine.url.render_as_string(hide_password=False) if engine is not None else None
-    url = url or getattr(sink, "url", None)
-    if url is None:
-        raise TypeError("parallel trials need a sink_factory, or a sink with a `url` to reopen")
-    from cifar_ops.warehouse.store import open_store
-
-    return partial(open_store, str(url))

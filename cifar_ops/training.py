@@ -1,10 +1,10 @@
-"""Compile and fit a model from a `RunConfig`: optimizers, schedules, callbacks, two phases, resume.
+"""Compile and fit a model by its `TrainingPlan`: phases, optimizers, schedules, callbacks, resume.
 
-`fit` trains in phases: `train`, then for transfer models with `train.fine_tune` a `fine_tune`
-phase that unfreezes the base's tail and recompiles at the fine-tune rate. Epochs are numbered on
-across phases. After every epoch the weights, the optimizer state and the callbacks' counters are
-checkpointed in the run directory; calling `fit` again for the same directory continues after the
-last completed epoch.
+`fit` trains in the plan's phases: `train`, then for transfer models with `train.fine_tune` a
+`fine_tune` phase that unfreezes the base's tail and recompiles at the fine-tune rate. Epochs are
+numbered on across phases. After every epoch the weights, the optimizer state and the callbacks'
+counters are checkpointed in the run directory; calling `fit` again for the same directory
+continues after the last readable checkpoint (checkpoints.py).
 """
 
 from __future__ import annotations
@@ -17,35 +17,26 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from cifar_ops.callbacks import (
     BestModelCheckpoint,
     EpochCheckpoint,
-    EpochLogger,
+    EpochListener,
+    EpochRecorder,
     ResumableEarlyStopping,
     ResumablePlateau,
+    SinkWriter,
 )
-from cifar_ops.checkpoints import RunDirectory, TrainingState
-from cifar_ops.config import RunConfig, ScheduleConfig
-from cifar_ops.data import Dataset
-from cifar_ops.errors import ConfigError
+from cifar_ops.checkpoints import RunDirectory, TrainingState, storage_guard
+from cifar_ops.data import Dataset, make_pipeline
+from cifar_ops.errors import ModelError
 from cifar_ops.losses import SparseSmoothedCrossentropy
-from cifar_ops.models import fit_to_data
-from cifar_ops.optimizers import build_optimizer, l2_coefficient
+from cifar_ops.models import fit_to_data, set_trainable_tail
+from cifar_ops.optimizers import build_optimizer
+from cifar_ops.plan import Phase, TrainingPlan
 from cifar_ops.records import EpochRecord, RunSink
 from cifar_ops.schedules import learning_rate_for
-
-BASE_LAYER = "base"  # the frozen application inside a transfer model (models/ contract)
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One `model.fit` call: its name (EpochRecord.phase), length, rate and schedule."""
-
-    name: str
-    epochs: int
-    learning_rate: float
-    schedule: ScheduleConfig
 
 
 @dataclass
@@ -63,8 +54,6 @@ def seed_everything(seed: int, *, xla: bool = False) -> None:
     Op determinism is switched on for CPU-only runs without XLA: on a GPU it costs speed, and
     Keras turns XLA off under it. It cannot be switched off again in the same process.
     """
-    import tensorflow as tf
-
     keras.utils.set_random_seed(seed)
     if not xla and not tf.config.list_physical_devices("GPU"):
         tf.config.experimental.enable_op_determinism()
@@ -73,8 +62,6 @@ def seed_everything(seed: int, *, xla: bool = False) -> None:
 @contextlib.contextmanager
 def precision_policy(mixed: bool) -> Iterator[None]:
     """Mixed precision while building and training: float16 on a GPU, bfloat16 on a CPU."""
-    import tensorflow as tf
-
     if not mixed:
         yield
         return
@@ -85,26 +72,6 @@ def precision_policy(mixed: bool) -> Iterator[None]:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def phases(config: RunConfig, model: keras.Model) -> list[Phase]:
-    """The head/full phase, then the fine-tune phase of a transfer model (plateau carries over)."""
-    first = Phase("train", config.train.epochs, config.optimizer.learning_rate, config.schedule)
-    tune = config.train.fine_tune
-    if tune is None:
-        return [first]
-    if not has_base(model):
-        raise ConfigError(
-            f"train.fine_tune: model {config.model.name!r} has no frozen base to fine-tune; "
-            "use it with mobilenetv2 or efficientnetv2b0, or remove train.fine_tune"
-        )
-    name = "plateau" if config.schedule.name == "plateau" else "constant"
-    schedule = config.schedule.model_copy(update={"name": name, "stages": []})
-    return [first, Phase("fine_tune", tune.epochs, tune.learning_rate, schedule)]
-
-
-def has_base(model: keras.Model) -> bool:
-    return any(layer.name == BASE_LAYER for layer in model.layers)
 
 
 def apply_l2(model: keras.Model, weight_decay: float) -> None:
@@ -120,28 +87,24 @@ def apply_l2(model: keras.Model, weight_decay: float) -> None:
             variable.regularizer = keras.regularizers.L2(weight_decay / 2)
 
 
-def compile_phase(
-    model: keras.Model, config: RunConfig, phase: Phase, steps_per_epoch: int
-) -> None:
+def compile_phase(model: keras.Model, plan: TrainingPlan, phase: Phase) -> None:
     rate = learning_rate_for(
-        phase.schedule, phase.learning_rate, epochs=phase.epochs, steps_per_epoch=steps_per_epoch
+        phase.schedule,
+        phase.learning_rate,
+        epochs=phase.epochs,
+        steps_per_epoch=plan.steps_per_epoch,
     )
     model.compile(
-        optimizer=build_optimizer(config.optimizer, rate),
-        loss=SparseSmoothedCrossentropy(config.train.label_smoothing),
+        optimizer=build_optimizer(plan.optimizer, rate),
+        loss=SparseSmoothedCrossentropy(plan.label_smoothing),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=config.train.xla,
+        jit_compile=plan.xla,
     )
-
-
-def monitor_of(config: RunConfig) -> str:
-    stopping = config.train.early_stopping
-    return stopping.monitor if stopping else "val_accuracy"
 
 
 def fit(
     model: keras.Model,
-    config: RunConfig,
+    plan: TrainingPlan,
     dataset: Dataset,
     *,
     sink: RunSink,
@@ -150,111 +113,116 @@ def fit(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 0,
 ) -> FitResult:
-    """Train `model` through its phases, resuming from `run_dir`'s checkpoint when there is one."""
-    from cifar_ops.data import make_pipeline
+    """Train `model` through the plan's phases, resuming from `run_dir`'s newest checkpoint.
 
-    batch = config.train.batch_size
-    steps = math.ceil(len(dataset.train.labels) / batch)
+    Each epoch's record goes to the sink, then the checkpoint, then every callback that is also
+    an `EpochListener` (has `on_epoch_record`), such as the metrics exporter.
+    """
     train = make_pipeline(
         dataset.train,
-        batch_size=batch,
+        batch_size=plan.batch_size,
         training=True,
-        augmentation=config.augmentation,
-        seed=config.seed,
+        augmentation=plan.augmentation,
+        seed=plan.seed,
     )
     validation = make_pipeline(
         dataset.validation,
-        batch_size=batch,
+        batch_size=plan.batch_size,
         training=False,
-        augmentation=config.augmentation,
-        seed=config.seed,
+        augmentation=plan.augmentation,
+        seed=plan.seed,
     )
-    apply_l2(model, l2_coefficient(config.optimizer))
-    plan = phases(config, model)
+    apply_l2(model, plan.l2)
     state = run_dir.load_state() or TrainingState()
     best_model = BestModelCheckpoint(
         str(run_dir.best_model_path),
-        monitor=monitor_of(config),
+        monitor=plan.monitor,
         save_best_only=True,
         initial_value_threshold=state.callbacks.get("best_model", {}).get("best"),
     )
-    _restore_weights(model, config, plan, state, run_dir, steps, dataset.train.images)
-    for index, phase in enumerate(plan):
+    _restore_weights(model, plan, state, run_dir, dataset.train.images)
+    listeners = [cb for cb in callbacks if isinstance(cb, EpochListener)]
+    for index, phase in enumerate(plan.phases):
         if _phase_finished(plan, index, state):
             continue
         if state.phase != phase.name:  # entering the fine-tune phase: open the base's tail
-            _enter_phase(model, config, phase, steps)
+            _enter_phase(model, plan, phase)
             state.phase, state.phase_start, state.phase_done = phase.name, state.epochs_done, False
             state.callbacks = {k: v for k, v in state.callbacks.items() if k == "best_model"}
-        resumables = _phase_callbacks(config, phase, state, run_dir, best_model)
-        checkpoint = EpochCheckpoint(run_dir, state, resumables)
-        logger = EpochLogger(sink, run_id, state, phase.name, len(dataset.train.labels))
-        model.fit(
-            train,
-            validation_data=validation,
-            initial_epoch=state.epochs_done,
-            epochs=state.phase_start + phase.epochs,
-            callbacks=[
-                *[cb for cb in resumables.values() if cb is not best_model],
-                best_model,
-                logger,
-                checkpoint,
-                keras.callbacks.TerminateOnNaN(),
-                *callbacks,
-            ],
-            verbose=verbose,
-            shuffle=False,  # the pipeline shuffles, seeded
+        resumables = _phase_callbacks(plan, phase, state, run_dir, best_model)
+        checkpoint = EpochCheckpoint(model, run_dir, state, resumables)
+        recorder = EpochRecorder(
+            phase.name, plan.train_images, [SinkWriter(sink, run_id), checkpoint, *listeners]
         )
+        with storage_guard(run_dir.root):  # best.keras, written by Keras
+            model.fit(
+                train,
+                validation_data=validation,
+                initial_epoch=state.epochs_done,
+                epochs=state.phase_start + phase.epochs,
+                callbacks=[
+                    *[cb for cb in resumables.values() if cb is not best_model],
+                    best_model,
+                    recorder,
+                    keras.callbacks.TerminateOnNaN(),
+                    *callbacks,
+                ],
+                verbose=verbose,
+                shuffle=False,  # the pipeline shuffles, seeded
+            )
         history = [EpochRecord(**r) for r in state.history]
         if history and not math.isfinite(history[-1].loss):
-            return FitResult(history, _best_epoch(history, config), diverged=True)
+            return FitResult(history, _best_epoch(history, plan.monitor), diverged=True)
         state.phase_done = True
         checkpoint.capture()
         run_dir.save(model, state)  # best weights restored, so a restart here keeps them
     history = [EpochRecord(**r) for r in state.history]
-    return FitResult(history, _best_epoch(history, config), diverged=False)
+    return FitResult(history, _best_epoch(history, plan.monitor), diverged=False)
 
 
-def _phase_finished(plan: list[Phase], index: int, state: TrainingState) -> bool:
-    current = next(i for i, p in enumerate(plan) if p.name == state.phase)
+def _phase_finished(plan: TrainingPlan, index: int, state: TrainingState) -> bool:
+    current = plan.index(state.phase)
     return index < current or (index == current and state.phase_done)
 
 
 def _restore_weights(
     model: keras.Model,
-    config: RunConfig,
-    plan: list[Phase],
+    plan: TrainingPlan,
     state: TrainingState,
     run_dir: RunDirectory,
-    steps: int,
     dataset_images: np.ndarray,
 ) -> None:
     """Compile for the checkpoint's phase and load its weights and optimizer state into it.
 
     A fresh run instead fits the model's data-fitted layers (whitening) to the training images.
     """
-    phase = next(p for p in plan if p.name == state.phase)
-    if phase is plan[0]:
-        compile_phase(model, config, phase, steps)
+    phase = plan.phase(state.phase)
+    if phase is plan.phases[0]:
+        compile_phase(model, plan, phase)
     else:
-        _enter_phase(model, config, phase, steps)
+        _enter_phase(model, plan, phase)
     if state.weights_file is None:
         fit_to_data(model, dataset_images)
         return
     model.optimizer.build(model.trainable_variables)
-    model.load_weights(run_dir.weights_path(state))
+    path = run_dir.weights_path(state)
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError, KeyError) as exc:  # intact (digest checked) but not this model's
+        raise ModelError(
+            f"{path}: the checkpoint does not fit this run's model ({exc}); "
+            "start the config under a new run id"
+        ) from exc
 
 
-def _enter_phase(model: keras.Model, config: RunConfig, phase: Phase, steps: int) -> None:
-    from cifar_ops.models import set_trainable_tail
-
-    assert config.train.fine_tune is not None
-    set_trainable_tail(model, config.train.fine_tune.unfreeze_layers)
-    compile_phase(model, config, phase, steps)
+def _enter_phase(model: keras.Model, plan: TrainingPlan, phase: Phase) -> None:
+    assert phase.unfreeze_layers is not None
+    set_trainable_tail(model, phase.unfreeze_layers)
+    compile_phase(model, plan, phase)
 
 
 def _phase_callbacks(
-    config: RunConfig,
+    plan: TrainingPlan,
     phase: Phase,
     state: TrainingState,
     run_dir: RunDirectory,
@@ -269,7 +237,7 @@ def _phase_callbacks(
             patience=phase.schedule.patience,
             min_lr=phase.schedule.min_learning_rate,
         )
-    stopping = config.train.early_stopping
+    stopping = plan.early_stopping
     if stopping is not None:
         resumables["early_stopping"] = ResumableEarlyStopping(
             run_dir,
@@ -281,8 +249,7 @@ def _phase_callbacks(
     return resumables
 
 
-def _best_epoch(history: list[EpochRecord], config: RunConfig) -> int | None:
-    monitor = monitor_of(config)
+def _best_epoch(history: list[EpochRecord], monitor: str) -> int | None:
     scored = [(getattr(r, monitor), r.epoch) for r in history if getattr(r, monitor) is not None]
     scored = [(v, e) for v, e in scored if math.isfinite(v)]
     if not scored:

@@ -10,8 +10,9 @@ Its exit code tells the Job's podFailurePolicy whether a retry can help:
   0 succeeded; 2 bad config, 3 bad data, 6 bad model and 65 diverged (EX_DATAERR: the loss became
   NaN or infinite; a retry would resume from the NaN weights of the last checkpoint) are permanent:
   the Job, or the search's index, fails at once; 75 infrastructure (warehouse or metrics endpoint
-  unreachable) and 143 preempted (SIGTERM) are retried, like 1 (the run crashed) and anything
-  unexpected.
+  unreachable, artifacts volume full or read-only: the last complete checkpoint is kept) and 143
+  preempted (SIGTERM) are retried, like 1 (the run crashed) and anything unexpected. A corrupt
+  checkpoint is never a failure: the run resumes from the one before, or starts over.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from cifar_ops.errors import (
     DataError,
     ModelError,
     MonitoringError,
+    Preempted,
+    StorageError,
     WarehouseError,
 )
-from cifar_ops.runner import RunPreempted
+from cifar_ops.vocabulary import ExecutorKind
 
 EXIT_SUCCEEDED = 0
 EXIT_RUN_FAILED = 1
@@ -53,13 +56,6 @@ EXIT_PREEMPTED = 128 + signal.SIGTERM  # 143, what a SIGTERM-killed process repo
 PERMANENT_EXIT_CODES = (EXIT_CONFIG, EXIT_DATA, EXIT_MODEL, EXIT_DIVERGED)
 
 DEFAULT_RUN_DIR = "/etc/cifar-ops/run"
-
-
-class Preempted(BaseException):
-    """SIGTERM arrived outside training (the runner handles it during training as RunPreempted).
-
-    A BaseException so that no `except Exception` records it as the run's failure.
-    """
 
 
 @dataclass(frozen=True)
@@ -132,11 +128,11 @@ def _read_json(path: Path) -> Any:
 
 def exit_code_for(exc: BaseException) -> int:
     """Map a failure to the exit code the Job's podFailurePolicy acts on."""
-    if isinstance(exc, Preempted | RunPreempted):
+    if isinstance(exc, Preempted):
         return EXIT_PREEMPTED
     if isinstance(exc, ConfigError | DataError | ModelError):
         return exc.exit_code
-    if isinstance(exc, WarehouseError) or _is_infrastructure(exc):
+    if isinstance(exc, WarehouseError | StorageError) or _is_infrastructure(exc):
         return EXIT_RETRYABLE
     return EXIT_RUN_FAILED
 
@@ -165,7 +161,7 @@ def train(pod_run: PodRun, database_url: str) -> int:
             sink=store,
             run_id=pod_run.run_id,
             trial=pod_run.trial,
-            executor="kubernetes",
+            executor=ExecutorKind.KUBERNETES,  # the executor that runs this pod
             job_name=pod_run.job_name,
         )
     except Preempted:
@@ -222,7 +218,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if isinstance(exc, SystemExit) or type(exc) is KeyboardInterrupt:
             raise
         code = exit_code_for(exc)
-        if isinstance(exc, CifarOpsError | Preempted | RunPreempted):
+        if isinstance(exc, CifarOpsError | Preempted):
             print(f"cifar-ops: error: {exc}", file=sys.stderr)
         else:
             traceback.print_exc()

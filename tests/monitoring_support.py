@@ -196,10 +196,17 @@ TRAIN_IMAGES = 48  # 3 batches per epoch; 16 more images are held out for valida
 def tiny_fit(callbacks: list[Any], *, epochs: int = 2, diverge: bool = False) -> Any:
     """`model.fit` of a one-layer classifier on random data (seconds on a CPU); its History.
 
-    `diverge=True` multiplies the logits by NaN, so every loss is NaN.
+    As in `training.fit`, the engine's `EpochRecorder` goes first and hands each epoch's record to
+    the callbacks that listen for one (the exporter). `diverge=True` multiplies the logits by NaN,
+    so every loss is NaN.
     """
     import keras
     import numpy as np
+
+    from cifar_ops.callbacks import EpochListener, EpochRecorder
+
+    listeners = [cb for cb in callbacks if isinstance(cb, EpochListener)]
+    recorder = EpochRecorder("train", TRAIN_IMAGES, listeners)
 
     rng = np.random.default_rng(0)
     x = rng.random((TRAIN_IMAGES + 16, 8), dtype=np.float32)
@@ -220,7 +227,7 @@ def tiny_fit(callbacks: list[Any], *, epochs: int = 2, diverge: bool = False) ->
         validation_data=(x[TRAIN_IMAGES:], y[TRAIN_IMAGES:]),
         epochs=epochs,
         batch_size=BATCH_SIZE,
-        callbacks=callbacks,
+        callbacks=[recorder, *callbacks],
         verbose=0,
     )
 

@@ -19,12 +19,13 @@ from cifar_ops.errors import (
     DataError,
     ModelError,
     MonitoringError,
+    Preempted,
+    StorageError,
     SubmitError,
     WarehouseError,
 )
 from cifar_ops.kube import helm
 from cifar_ops.kube.values import build_plan, build_run_starts, build_values
-from cifar_ops.runner import RunPreempted
 from jobs import entrypoint
 from tests.conftest import REPO
 
@@ -119,8 +120,8 @@ def test_bad_run_config_map_is_a_config_error(
         (MonitoringError("pushgateway down"), 75),
         (ConnectionRefusedError("db"), 75),
         (OperationalError("SELECT 1", {}, Exception("server closed")), 75),
-        (entrypoint.Preempted("SIGTERM"), 143),
-        (RunPreempted("signal 15"), 143),
+        (Preempted("signal SIGTERM"), 143),
+        (StorageError("runs/x: cannot write (No space left on device)"), 75),
         (SubmitError("not in a pod"), 1),
         (RuntimeError("CUDA error"), 1),
     ],

@@ -18,7 +18,6 @@ import pytest
 
 from cifar_ops.monitoring import MetricsCallback
 from tests.monitoring_support import (
-    TRAIN_IMAGES,
     PrometheusAPI,
     dashboard_targets,
     fill_variables,
@@ -100,9 +99,7 @@ def test_prometheus_scrapes_every_epoch_of_a_fit_and_the_dashboard_queries_answe
     tmp_path: Path,
 ) -> None:
     start = run_start(experiment="prom-fit")
-    exporter = MetricsCallback(
-        start, port=0, address="127.0.0.1", train_images=TRAIN_IMAGES, final_scrape_max_seconds=10
-    )
+    exporter = MetricsCallback(start, port=0, address="127.0.0.1", final_scrape_max_seconds=10)
     rules = with_rule_interval(tmp_path, "1s")
     with prometheus(tmp_path, [f"127.0.0.1:{exporter.port}"], [rules]) as prom:
         logs = KerasLogs()

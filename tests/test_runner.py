@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from cifar_ops.config import SearchConfig, load_config
-from cifar_ops.errors import ConfigError, DataError
-from cifar_ops.runner import RunPreempted, _finish_monitor, execute, execute_search
+from cifar_ops.errors import ConfigError, DataError, Preempted
+from cifar_ops.executors.local import execute_search
+from cifar_ops.runner import _finish_monitor, execute
 from cifar_ops.warehouse.store import open_store
 from tests.engine_helpers import TINY, tiny_config
 from tests.memory_sink import MemorySink
@@ -47,7 +48,7 @@ def test_a_crash_marks_the_run_failed_with_its_reason_and_re_raises() -> None:
 def test_sigterm_marks_the_run_preempted_and_the_same_id_resumes() -> None:
     sink = MemorySink()
     run_id = "e" * 32
-    with pytest.raises(RunPreempted):
+    with pytest.raises(Preempted):
         execute(tiny_config(), sink=sink, run_id=run_id, callbacks=[RaiseAt(1, sigterm=True)])
     assert sink.finishes[run_id].status == "preempted"
     assert sink.finishes[run_id].reason == "SIGTERM"
@@ -169,7 +170,7 @@ def load_config_text(raw: dict) -> SearchConfig:
 def test_signals_during_training_are_raised_between_steps_not_inside_them() -> None:
     from cifar_ops.callbacks import StopOnSignal
 
-    for signum, expected in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, RunPreempted)):
+    for signum, expected in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Preempted)):
         stop = StopOnSignal()
         with stop.catching():
             os.kill(os.getpid(), signum)  # recorded by the handler: nothing raised here

@@ -16,6 +16,7 @@ from cifar_ops.config import OptimizerConfig, ScheduleConfig
 from cifar_ops.errors import ConfigError
 from cifar_ops.losses import SparseSmoothedCrossentropy
 from cifar_ops.optimizers import build_optimizer
+from cifar_ops.plan import build_plan
 from cifar_ops.runner import execute
 from cifar_ops.schedules import learning_rate_for, rate_at
 from tests.engine_helpers import nested_base_model, tiny_config
@@ -66,9 +67,9 @@ def test_resume_after_preemption_continues_at_the_next_epoch() -> None:
     with pytest.raises(KeyboardInterrupt):
         execute(config, sink=sink, run_id="resumable", callbacks=[Preemption(after_epoch=2)])
     assert sink.finishes["resumable"].status == "preempted"
-    state = json.loads(RunDirectory("resumable").state_path.read_text())
-    assert state["epochs_done"] == 2
-    assert set(state["callbacks"]) == {"best_model", "early_stopping"}
+    state = RunDirectory("resumable").load_state()
+    assert state is not None and state.epochs_done == 2
+    assert set(state.callbacks) == {"best_model", "early_stopping"}
 
     outcome = execute(config, sink=sink, run_id="resumable")
     assert outcome.status == "succeeded"
@@ -235,7 +236,8 @@ def test_xla_and_mixed_precision_switches(monkeypatch: pytest.MonkeyPatch) -> No
     compile_model = model.compile
     # Keras silently drops XLA once op determinism is on in this process: record the request.
     monkeypatch.setattr(model, "compile", lambda **kw: (asked.update(kw), compile_model(**kw)))
-    training.compile_phase(model, config, training.phases(config, model)[0], steps_per_epoch=1)
+    plan = build_plan(config, model, train_images=config.train.batch_size)
+    training.compile_phase(model, plan, plan.phases[0])
     assert asked["jit_compile"] is True
 
 
@@ -250,7 +252,7 @@ def test_fine_tune_needs_a_model_with_a_base() -> None:
 def test_two_phases_number_epochs_on_and_resume_inside_the_fine_tune_phase(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("cifar_ops.models.build_model", nested_base_model)
+    monkeypatch.setattr("cifar_ops.runner.build_model", nested_base_model)
     fine_tune = {"epochs": 2, "learning_rate": 1e-4, "unfreeze_layers": 2}
     config = tiny_config(train={"epochs": 2, "fine_tune": fine_tune})
     sink = MemorySink()
