@@ -220,19 +220,32 @@ def poisoned(values: dict[str, Any], paths: list[tuple[Any, ...]], keys: bool) -
     return result
 
 
-def helm_template(values: dict[str, Any], schema: bool = True) -> subprocess.CompletedProcess[str]:
+def helm_template(
+    values: dict[str, Any], schema: bool = True, namespace: str = "ml"
+) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "values.json"
         path.write_text(json.dumps(values))
-        command = [helm.find_helm(), "template", "probe", str(CHART), "-n", "ml", "-f", str(path)]
+        command = [
+            helm.find_helm(),
+            "template",
+            "probe",
+            str(CHART),
+            "-n",
+            namespace,
+            "-f",
+            str(path),
+        ]
         if not schema:
             command.append("--skip-schema-validation")
         return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
-def rendered(values: dict[str, Any], schema: bool = True) -> dict[tuple[str, int], Any]:
+def rendered(
+    values: dict[str, Any], schema: bool = True, namespace: str = "ml"
+) -> dict[tuple[str, int], Any]:
     """The manifests by (template file, position in it), parsed as YAML."""
-    result = helm_template(values, schema)
+    result = helm_template(values, schema, namespace)
     assert result.returncode == 0, result.stderr
     docs: dict[tuple[str, int], Any] = {}
     for text in re.split(r"^---\s*$", result.stdout, flags=re.MULTILINE):
@@ -292,7 +305,8 @@ def test_benign_values_render_valid_manifests(search: bool) -> None:
 def test_hostile_text_in_every_field_stays_a_string_value(search: bool) -> None:
     values = benign_values(search)
     benign = rendered(values)
-    hostile = rendered(poisoned(values, list(scalar_paths(values)), keys=True), schema=False)
+    everything = poisoned(values, list(scalar_paths(values)), keys=True)
+    hostile = rendered(everything, schema=False, namespace=f"ml{HOSTILE}")
     assert hostile.keys() == benign.keys()
     for where, doc in benign.items():
         assert set(key_paths(hostile[where])) == set(key_paths(doc)), where
