@@ -76,6 +76,30 @@ def test_export_writes_every_view(cli_runner: CliRunner, runs: list[str], tmp_pa
     assert cli_runner.invoke(app, ["export", "--format", "xlsx"]).exit_code == 2
 
 
+HOSTILE_CLASSES = ["=1+2*3", "@SUM(1+1)", "+cmd", "-2+3", "\tx", "\rx", "plain"]
+
+
+def test_export_csv_cells_cannot_become_formulas(
+    cli_runner: CliRunner, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CIFAR_OPS_DATABASE_URL", sqlite_url)
+    with open_store(sqlite_url) as store:
+        start = synthetic.run_start("csv", model_name="vgg10")
+        store.start_run(start)
+        store.log_evaluation(start.run_id, synthetic.evaluation(50, class_names=HOSTILE_CLASSES))
+        store.finish_run(start.run_id, synthetic.finish(test_accuracy=0.5))
+    result = cli_runner.invoke(app, ["export", "--format", "csv", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    metrics = pd.read_csv(tmp_path / "out" / "class_metrics.csv", keep_default_na=False)
+    names = sorted(metrics["class_name"])
+    assert names == sorted("'" + n if n != "plain" else n for n in HOSTILE_CLASSES)
+    assert pd.api.types.is_float_dtype(metrics["precision"])  # numbers stay numbers
+    for path in (tmp_path / "out").glob("*.csv"):
+        for line in path.read_text().splitlines():
+            for cell in line.split(","):
+                assert not cell.strip('"').startswith(("=", "+", "@")), (path.name, line)
+
+
 def test_db_commands_and_a_database_behind_head(
     cli_runner: CliRunner, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,4 +1,10 @@
-"""`cifar-ops export`: every reporting view to one CSV or Parquet file, for Power BI or pandas."""
+"""`cifar-ops export`: every reporting view to one CSV or Parquet file, for Power BI or pandas.
+
+A CSV opened in a spreadsheet runs a text cell that begins with = + - @ (or a tab or carriage
+return) as a formula, and class names and run descriptions are user text; such cells get a
+leading `'` (OWASP's CSV-injection escape). Numbers are written as numbers. Parquet is typed and
+left as it is.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from cifar_ops.warehouse.store import Store
 from cifar_ops.warehouse.views import VIEW_NAMES
 
 FORMATS = ("csv", "parquet")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_views(store: Store, fmt: str, out_dir: Path) -> list[Path]:
@@ -28,9 +35,27 @@ def export_views(store: Store, fmt: str, out_dir: Path) -> list[Path]:
         path = out_dir / f"{name}.{fmt}"
         partial = path.with_name(path.name + ".partial")
         if fmt == "csv":
-            frame.to_csv(partial, index=False)
+            # RFC 4180's CRLF line ends: a line break inside a cell (\r too) is then quoted.
+            csv_safe(frame).to_csv(partial, index=False, lineterminator="\r\n")
         else:
             frame.to_parquet(partial, index=False)
         partial.replace(path)
         written.append(path)
     return written
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every text cell that a spreadsheet would run as a formula escaped by `'`."""
+    escaped = frame.copy()
+    for column in escaped.columns:
+        if pd.api.types.is_object_dtype(escaped[column]) or pd.api.types.is_string_dtype(
+            escaped[column]
+        ):
+            escaped[column] = escaped[column].map(_escape_cell)
+    return escaped
+
+
+def _escape_cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
