@@ -18,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -110,9 +111,6 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaState:
     An unknown revision or a refused statement (e.g. no permission) is a `WarehouseError`, and the
     transaction leaves the schema as it was.
     """
-    from alembic.util import CommandError
-    from sqlalchemy.exc import SQLAlchemyError
-
     url = masked(engine.url.render_as_string(hide_password=False))
     try:
         with _begin(engine) as connection:
