@@ -65,6 +65,8 @@ def learning_rate_for(
             values.append(stage.learning_rate)
             done += stage.epochs
             boundaries.append(done * steps_per_epoch - 1)  # Keras: values[i] while step <= b_i
+        if len(values) == 1:  # Keras's piecewise schedule needs a boundary
+            return float(values[0])
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries[:-1], values)
     if schedule.name == "cosine":
         warmup = int(round(schedule.warmup_epochs * steps_per_epoch))

@@ -121,6 +121,17 @@ def test_one_cycle_start_fraction_sets_the_first_rate() -> None:
     assert curve[50] == pytest.approx(0.05 / 1e4, abs=1e-7)
 
 
+def test_a_piecewise_schedule_of_one_stage_is_that_rate_throughout() -> None:
+    schedule = ScheduleConfig(name="piecewise", stages=[{"epochs": 1, "learning_rate": 0.0003}])
+    rate = learning_rate_for(schedule, 0.1, epochs=1, steps_per_epoch=4)
+    assert [rate_at(rate, step) for step in range(6)] == pytest.approx([0.0003] * 6)
+    config = tiny_config(train={"epochs": 1}, schedule=schedule.model_dump())
+    sink = MemorySink()
+    outcome = execute(config, sink=sink)
+    assert outcome.status == "succeeded"
+    assert [r.learning_rate for r in sink.history(outcome.run_id)] == pytest.approx([0.0003])
+
+
 def test_constant_and_plateau_start_from_the_optimizer_rate() -> None:
     for name in ("constant", "plateau"):
         rate = learning_rate_for(ScheduleConfig(name=name), 0.05, epochs=3, steps_per_epoch=4)
