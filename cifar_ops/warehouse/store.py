@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -390,18 +390,9 @@ class Store:
             else:
                 query = query.order_by(predictions_log.c.split, predictions_log.c.image_index)
             rows = conn.execute(query.limit(limit)).mappings()
-            return [
-                PredictionRow(
-                    split=r["split"],
-                    image_index=r["image_index"],
-                    true_class=r["true_class"],
-                    predicted_class=r["predicted_class"],
-                    confidence=r["confidence"],
-                    correct=bool(r["correct"]),
-                    image_ref=r["image_ref"],
-                )
-                for r in rows
-            ]
+            names = [f.name for f in fields(PredictionRow)]
+            found = [{name: r[name] for name in names} for r in rows]
+            return [PredictionRow(**{**row, "correct": bool(row["correct"])}) for row in found]
 
     def experiments(self) -> list[ExperimentSummary]:
         """Every experiment with its run counts, newest first."""
@@ -489,17 +480,7 @@ def _refuse_other_config(conn: Connection, start: RunStart, url: str) -> None:
 
 def _write_evaluation_rows(conn: Connection, run_id: str, evaluation: EvaluationRecord) -> None:
     split = evaluation.split
-    bulk.bulk_upsert(
-        conn,
-        class_metrics,
-        ("run_id", "split", "class_index", "class_name", "precision", "recall", "f1")
-        + ("support", "accuracy"),
-        [
-            (run_id, split, m.class_index, m.class_name, float(m.precision), float(m.recall))
-            + (float(m.f1), int(m.support), float(m.accuracy))
-            for m in evaluation.class_metrics
-        ],
-    )
+    _upsert_records(conn, class_metrics, run_id, split, ClassMetric, evaluation.class_metrics)
     confusion = np.asarray(evaluation.confusion, dtype=np.int64).tolist()
     bulk.bulk_upsert(
         conn,
@@ -511,17 +492,7 @@ def _write_evaluation_rows(conn: Connection, run_id: str, evaluation: Evaluation
             for p, count in enumerate(row)
         ],
     )
-    bulk.bulk_upsert(
-        conn,
-        calibration_bins,
-        ("run_id", "split", "bin_index", "lower", "upper", "count", "mean_confidence")
-        + ("accuracy",),
-        [
-            (run_id, split, b.bin_index, float(b.lower), float(b.upper), int(b.count))
-            + (_float(b.mean_confidence), _float(b.accuracy))
-            for b in evaluation.calibration
-        ],
-    )
+    _upsert_records(conn, calibration_bins, run_id, split, CalibrationBin, evaluation.calibration)
     predictions = evaluation.predictions
     if predictions is None or len(predictions) == 0:
         return
@@ -541,6 +512,20 @@ def _write_evaluation_rows(conn: Connection, run_id: str, evaluation: Evaluation
         strict=True,
     )
     bulk.bulk_upsert(conn, predictions_log, _PREDICTION_COLUMNS, columns)
+
+
+def _upsert_records(
+    conn: Connection,
+    table: Any,
+    run_id: str,
+    split: str,
+    record_type: type[Any],
+    records: Sequence[Any],
+) -> None:
+    """Rows of an evaluation child table whose columns are the record's fields after the key."""
+    names = tuple(f.name for f in fields(record_type))
+    rows = [(run_id, split, *(_plain(getattr(r, name)) for name in names)) for r in records]
+    bulk.bulk_upsert(conn, table, ("run_id", "split", *names), rows)
 
 
 def _require_run(conn: Connection, run_id: str) -> None:
