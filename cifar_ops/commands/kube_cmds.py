@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cifar_ops.commands.output import CONFIG_OPTION, JSON_OPTION, SET_OPTION, console, print_json
 
@@ -25,12 +27,34 @@ def submit(
     overrides: list[str] = SET_OPTION,
     namespace: str | None = NAMESPACE_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print manifests, change nothing."),
+    values_files: list[Path] = typer.Option(
+        [],
+        "--values",
+        "-f",
+        help="Chart values file merged over submit's (repeatable, later wins, as `helm -f`).",
+    ),
+    run_id: str | None = typer.Option(
+        None, "--run-id", help="Id of a single run (32 hex digits); default: from the config hash."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Submit a config as a GPU Job (a search as an Indexed Job) through the Helm chart."""
-    from cifar_ops.kube.submit import submit as submit_config
+    from cifar_ops.config import SearchConfig, load_config
+    from cifar_ops.executors import Launch, cluster_kind, executor_for
 
-    result = submit_config(config, overrides, namespace=namespace, dry_run=dry_run)
+    loaded = load_config(config, overrides)
+    base = loaded.run if isinstance(loaded, SearchConfig) else loaded
+    executor = executor_for(cluster_kind(base.executor.kind))  # kind local: kubernetes
+    result = executor.launch(
+        loaded,
+        Launch(
+            config_path=config,
+            namespace=namespace,
+            dry_run=dry_run,
+            values_files=values_files,
+            run_id=run_id,
+        ),
+    )
     plan = result.plan
     runs = [
         {"run_id": run.run_id, "trial_index": run.trial_index, "params": run.params}
@@ -61,8 +85,11 @@ def submit(
         return
     ns = f" -n {result.namespace}" if result.namespace else ""
     console.print(
-        f"[green]submitted[/green] {plan.experiment}: release {plan.release}, Job {plan.job_name},"
-        f" {len(plan.runs)} run(s)"
+        Text.assemble(
+            ("submitted", "green"),
+            f" {plan.experiment}: release {plan.release}, Job {plan.job_name},"
+            f" {len(plan.runs)} run(s)",
+        )
     )
     for run in plan.runs:
         trial = f"  trial {run.trial_index}" if run.trial_index is not None else ""
@@ -79,19 +106,33 @@ def status(
     namespace: str | None = NAMESPACE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Job and pod state joined with the warehouse's run status."""
+    """Job and pod state joined with the warehouse's run status, and the claims the runs keep."""
     from cifar_ops.kube.cluster import connect
     from cifar_ops.kube.status import collect_status
+    from cifar_ops.kube.storage import list_claims
     from cifar_ops.warehouse.store import open_store
 
     cluster = connect(namespace)
     rows = collect_status(cluster, experiment, open_store())
+    claims = list_claims(cluster, experiment)
     if as_json:
-        print_json({"namespace": cluster.namespace, "runs": [row.__dict__ for row in rows]})
+        print_json(
+            {
+                "namespace": cluster.namespace,
+                "runs": [row.__dict__ for row in rows],
+                "claims": [claim.__dict__ for claim in claims],
+            }
+        )
         return
     if not rows:
         console.print(f"no runs on the cluster (namespace {cluster.namespace}) or in the warehouse")
-        return
+    else:
+        print_runs(rows)
+    print_claims(claims)
+
+
+def print_runs(rows: list[Any]) -> None:
+    """Each run's Job, index and pod state beside its warehouse status (and why it failed)."""
     table = Table("run", "experiment", "job", "index", "job state", "pod", "warehouse", "status")
     for row in rows:
         index = "" if row.completion_index is None else str(row.completion_index)
@@ -113,6 +154,24 @@ def status(
             console.print(f"{row.run_id[:12]}: {row.reason}{marked}", soft_wrap=True)
 
 
+def print_claims(claims: list[Any]) -> None:
+    """The PersistentVolumeClaims the chart keeps (checkpoints, models, dataset cache)."""
+    if not claims:
+        return
+    table = Table("claim", "experiment", "phase", "size", "class", "access")
+    for claim in claims:
+        table.add_row(
+            claim.name,
+            claim.experiment,
+            claim.phase,
+            claim.size,
+            claim.storage_class or "-",
+            ",".join(claim.access_modes),
+        )
+    console.print(table)
+    console.print("kept after the runs end; remove with `cifar-ops cancel EXPERIMENT --purge`")
+
+
 def logs(
     run_id: str = typer.Argument(..., help="Run id (or its first characters)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the pod ends."),
@@ -132,14 +191,17 @@ def logs(
 def cancel(
     experiment: str = typer.Argument(..., help="Experiment to stop."),
     namespace: str | None = NAMESPACE_OPTION,
+    purge: bool = typer.Option(
+        False, "--purge", help="Also delete its claims: checkpoints and models on them are lost."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Stop an experiment's Jobs and mark its runs cancelled."""
+    """Stop an experiment's Jobs and mark its runs cancelled (--purge: delete its claims too)."""
     from cifar_ops.kube.cancel import cancel as cancel_experiment
     from cifar_ops.kube.cluster import connect
     from cifar_ops.warehouse.store import open_store
 
-    result = cancel_experiment(connect(namespace), experiment, open_store())
+    result = cancel_experiment(connect(namespace), experiment, open_store(), purge=purge)
     if as_json:
         print_json(result.__dict__)
         return
@@ -147,6 +209,8 @@ def cancel(
         f"cancelled {experiment} in namespace {result.namespace}: deleted Job(s)"
         f" {', '.join(result.jobs) or 'none'}; {len(result.cancelled_runs)} run(s) marked cancelled"
     )
+    if purge:
+        console.print(f"deleted claim(s): {', '.join(result.purged_claims) or 'none'}")
     if result.still_terminating:
         console.print(
             f"still terminating: {', '.join(result.still_terminating)} (their pods may still"

@@ -1,6 +1,6 @@
 """`run`, `evaluate`, `predict`: train and use models on this machine.
 
-Each parses, calls one package function (runner, inference) and renders with rich or `--json`;
+Each parses, calls one package function (local executor, inference), renders with rich or `--json`;
 TensorFlow and the warehouse are imported inside the commands so `--help` stays fast.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 from rich.table import Column, Table
+from rich.text import Text
 
 from cifar_ops.commands.output import (
     CONFIG_OPTION,
@@ -23,7 +24,7 @@ from cifar_ops.commands.output import (
     err_console,
     print_json,
 )
-from cifar_ops.errors import ConfigError
+from cifar_ops.errors import ConfigError, Preempted
 from cifar_ops.formatting import pct
 from cifar_ops.vocabulary import HEADLINE_METRICS
 
@@ -70,18 +71,20 @@ def run(
             raise ConfigError(
                 "--metrics-port serves one run at a time; drop it or --parallel", path=str(config)
             )
+    from cifar_ops.executors.local import run_locally
     from cifar_ops.progress import RichProgress
-    from cifar_ops.runner import run_locally
 
     if not isinstance(loaded, SearchConfig):
         run_id = run_id or uuid.uuid4().hex  # known here, so Ctrl-C can say how to resume
     progress = [] if as_json else [RichProgress(err_console)]
     try:
         outcomes = run_locally(loaded, run_id=run_id, parallel=parallel, callbacks=progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        preempted = isinstance(exc, Preempted)  # SIGTERM: 143, as a process killed by it
         if run_id is not None:
-            err_console.print(f"interrupted: resume with --run-id {run_id}", highlight=False)
-        raise typer.Exit(130) from None
+            what = "preempted (SIGTERM)" if preempted else "interrupted"
+            err_console.print(f"{what}: resume with --run-id {run_id}", highlight=False)
+        raise typer.Exit(143 if preempted else 130) from None
     finally:
         for callback in progress:
             callback.close()
@@ -129,9 +132,12 @@ def evaluate(
         print_json(payload)
         return
     console.print(
-        f"[bold]{model}[/bold] on {payload['images']} {split} images: "
-        f"accuracy {record.accuracy:.2%}, loss {record.loss:.4f}, "
-        f"ECE {record.expected_calibration_error:.4f}"
+        Text.assemble(
+            (str(model), "bold"),
+            f" on {payload['images']} {split} images: accuracy {record.accuracy:.2%}, "
+            f"loss {record.loss:.4f}, ECE {record.expected_calibration_error:.4f}",
+        ),
+        soft_wrap=True,
     )
     table = Table("class", "precision", "recall", "f1", "support")
     for m in record.class_metrics:
@@ -156,8 +162,13 @@ def predict(
         return
     for p in predictions:
         console.print(
-            f"[bold]{p.path}[/bold] ({p.width}x{p.height} {p.mode}): "
-            f"[green]{p.predicted}[/green] {p.confidence:.1%}"
+            Text.assemble(
+                (p.path, "bold"),
+                f" ({p.width}x{p.height} {p.mode}): ",
+                (p.predicted, "green"),
+                f" {p.confidence:.1%}",
+            ),
+            soft_wrap=True,
         )
         table = Table("class", "probability")
         ranked = sorted(p.probabilities.items(), key=lambda item: -item[1])
@@ -196,7 +207,7 @@ def _print_outcomes(payloads: list[dict[str, Any]], *, skipped: int) -> None:
         table.add_row(
             p["run_id"][:8],
             "-" if p["trial_index"] is None else str(p["trial_index"]),
-            p["status"] if p["status"] == "succeeded" else f"[red]{p['status']}[/red]",
+            Text(p["status"], style="" if p["status"] == "succeeded" else "red"),
             "-" if p["best_epoch"] is None else str(p["best_epoch"]),
             pct(m["val_accuracy"]),
             pct(m["test_accuracy"]),

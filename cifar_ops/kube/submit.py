@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from cifar_ops.config import SearchConfig, load_config
-from cifar_ops.errors import CifarOpsError, SubmitError
-from cifar_ops.kube import cluster, helm, preflight
-from cifar_ops.kube.values import SubmissionPlan, build_plan, build_run_starts, build_values
+from cifar_ops.config import RunConfig, SearchConfig, load_config
+from cifar_ops.errors import CifarOpsError, ConfigError, SubmitError
+from cifar_ops.kube import chartvalues, cluster, helm, preflight
+from cifar_ops.kube.storage import require_parallel_safe_storage
+from cifar_ops.kube.values import (
+    SubmissionPlan,
+    build_plan,
+    build_run_starts,
+    build_values,
+    explicit_run_id,
+)
+from cifar_ops.search import register
 
 
 @dataclass(frozen=True)
@@ -27,22 +37,54 @@ def submit(
     namespace: str | None = None,
     dry_run: bool = False,
     database_url: str | None = None,
+    values_files: Sequence[Path] = (),
+    run_id: str | None = None,
 ) -> SubmitResult:
-    """Submit a run or search config as one release of the chart.
-
-    A dry run renders the manifests and touches neither the warehouse nor the cluster. Otherwise
-    helm and the kubeconfig are checked first, trials whose config hash already succeeded in the
-    experiment are left out, and, before anything is written, the experiment must not share its
-    release with another experiment, nor the release have a Job still running (helm would delete
-    it). Then the rest are registered as queued runs and helm installs the release; if helm
-    fails, those runs are marked failed with helm's message.
-    """
+    """Load a run or search config and submit it as one release of the chart."""
     loaded = load_config(config_path, overrides)
+    return submit_loaded(
+        loaded,
+        config_path,
+        namespace=namespace,
+        dry_run=dry_run,
+        database_url=database_url,
+        values_files=values_files,
+        run_id=run_id,
+    )
+
+
+def submit_loaded(
+    loaded: RunConfig | SearchConfig,
+    config_path: str | Path,
+    *,
+    namespace: str | None = None,
+    dry_run: bool = False,
+    database_url: str | None = None,
+    values_files: Sequence[Path] = (),
+    run_id: str | None = None,
+) -> SubmitResult:
+    """Submit a loaded run or search as one release of the chart (`config_path` names it in errors).
+
+    The chart values are submit's, then `executor.values`, then each of `values_files` (merged as
+    `helm -f` merges); values.schema.json checks the result. Run ids derive from the experiment,
+    config hash and trial index (or are `run_id`), so a dry run renders the same manifests every
+    time, and touches neither the warehouse nor the cluster. Otherwise helm and the kubeconfig
+    are checked first, runs whose config hash already succeeded in the experiment are left out,
+    and, before anything is written, the experiment must not share its release with another
+    experiment, nor the release have a Job still running (helm would delete it). Then the rest
+    are registered as queued runs (a failed, cancelled or preempted one is queued again under its
+    id and resumes from its checkpoint) and helm installs the release; if helm fails, those runs
+    are marked failed with helm's message.
+    """
     base = loaded.run if isinstance(loaded, SearchConfig) else loaded
     namespace = namespace or base.executor.namespace
+    chart_values = chartvalues.user_values(base.executor.values, values_files, str(config_path))
+    chosen_id = explicit_run_id(run_id) if run_id is not None else None
     if dry_run:
-        plan = build_plan(loaded)
-        manifests = helm.template(plan.release, build_values(plan), namespace)
+        plan = build_plan(loaded, run_id=chosen_id, chart_values=chart_values)
+        values = build_values(plan)
+        _require_parallel_safe_storage(plan, values, config_path)
+        manifests = helm.template(plan.release, values, namespace)
         return SubmitResult(plan=plan, namespace=namespace, dry_run=True, manifests=manifests)
 
     helm.find_helm()
@@ -53,21 +95,28 @@ def submit(
     store = open_store(database_url)
     known = preflight.known_experiments(store)
     preflight.require_own_release(base.experiment, known, str(config_path))
-    plan = build_plan(loaded, store.succeeded_hashes(base.experiment))
+    plan = build_plan(
+        loaded,
+        store.succeeded_hashes(base.experiment),
+        run_id=chosen_id,
+        chart_values=chart_values,
+    )
+    existing = {run.run_id: run for run in store.list_runs(experiment=base.experiment, limit=None)}
+    plan = _leave_out_succeeded(plan, existing, str(config_path))
     if not plan.runs:
         return SubmitResult(plan=plan, namespace=namespace, dry_run=False)
-    preflight.require_no_active_job(cluster.connect(namespace), base.experiment)
     values = build_values(plan)
+    _require_parallel_safe_storage(plan, values, config_path)
+    connected = cluster.connect(namespace)
+    preflight.require_no_active_job(connected, base.experiment)
     helm.template(plan.release, values, namespace)  # bad values fail here, before any row
     if isinstance(loaded, SearchConfig):
-        store.register_search(
-            loaded.experiment,
-            method=loaded.search.method,
-            parameters=loaded.search.model_dump(mode="json")["parameters"],
-            trial_count=len(loaded.trials),
-            description=base.description or None,
-        )
+        register(loaded, store)
     store.register_queued(build_run_starts(plan))
+    for run in plan.runs:
+        if getattr(existing.get(run.run_id), "status", None) in REQUEUED:
+            store.set_status(run.run_id, "queued", "submitted again")
+    remove_finished_job(connected, plan.job_name)
     try:
         output = helm.upgrade_install(plan.release, values, namespace)
     except CifarOpsError as exc:
@@ -80,3 +129,61 @@ def submit(
         dry_run=False,
         helm_output=output,
     )
+
+
+REQUEUED = frozenset({"failed", "cancelled", "preempted"})  # a resubmission queues these again
+
+
+def _require_parallel_safe_storage(
+    plan: SubmissionPlan, values: dict[str, Any], config_path: str | Path
+) -> None:
+    """Exit 2 before helm (whose own check in the chart would exit 5) and before any row."""
+    if plan.search:
+        effective = chartvalues.effective(helm.chart_dir(), values)
+        parallelism = int(chartvalues.lookup(effective, "run.parallelism", 1))
+        require_parallel_safe_storage(effective, parallelism, str(config_path))
+
+
+def _leave_out_succeeded(
+    plan: SubmissionPlan, existing: dict[str, Any], config_path: str
+) -> SubmissionPlan:
+    """Drop runs whose id already succeeded; refuse an explicit id held with another config."""
+    runs = []
+    for run in plan.runs:
+        held = existing.get(run.run_id)
+        if held is not None and held.config_hash != run.config.config_hash():
+            raise ConfigError(
+                f"run id {run.run_id} already belongs to a run of {plan.experiment!r} with another"
+                " config: give another --run-id, or none to derive it from the config",
+                path=config_path,
+            )
+        if held is None or held.status != "succeeded":
+            runs.append(run)
+    return replace(plan, runs=runs) if len(runs) != len(plan.runs) else plan
+
+
+def remove_finished_job(connected: cluster.Cluster, name: str, wait_seconds: float = 60.0) -> None:
+    """Delete a finished Job that has this submission's name, so helm creates it afresh.
+
+    The same submission renders the same Job; helm would leave a finished one as it is (its
+    manifest did not change) and nothing would run.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    from cifar_ops.kube.cancel import build_delete_options, wait_until_gone
+
+    with cluster.api_errors(f"replace the finished Job {name}"):
+        try:
+            connected.batch.read_namespaced_job(name, connected.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        connected.batch.delete_namespaced_job(
+            name, connected.namespace, body=build_delete_options("Background")
+        )
+        if wait_until_gone(connected, [name], wait_seconds):
+            raise SubmitError(
+                f"the finished Job {name} was deleted but is still there after {wait_seconds:.0f}"
+                " s: submit again once it is gone"
+            )

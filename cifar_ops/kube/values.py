@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cifar_ops.config import RunConfig, SearchConfig
+from cifar_ops.errors import UsageError
+from cifar_ops.kube.chartvalues import merge
 from cifar_ops.kube.naming import job_name, release_name
 from cifar_ops.records import RunStart
 from cifar_ops.search import Study
@@ -37,6 +39,7 @@ class SubmissionPlan:
     runs: list[PlannedRun]
     parallelism: int = 1
     skipped: list[int] = field(default_factory=list)  # trial indexes already succeeded
+    chart_values: dict[str, Any] = field(default_factory=dict)  # the user's, merged over submit's
 
     @property
     def release(self) -> str:
@@ -44,9 +47,11 @@ class SubmissionPlan:
 
     @property
     def submission(self) -> str:
-        """Stable id of this set of runs: names the Job and ConfigMap."""
-        joined = ",".join(run.run_id for run in self.runs)
-        return hashlib.sha256(joined.encode()).hexdigest()[:10]
+        """Names the Job and ConfigMap: a digest of everything the release renders from, so the
+        same submission renders the same names, and any change (a pod template is immutable)
+        makes a new Job."""
+        canonical = json.dumps(_values_without_submission(self), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
     @property
     def job_name(self) -> str:
@@ -57,17 +62,56 @@ class SubmissionPlan:
         return self.runs[0].config
 
 
+def derive_run_id(experiment: str, config_hash: str, trial_index: int | None = None) -> str:
+    """A run's id from what it trains: the same config in the same experiment (and trial) always
+    gets the same id, so renders repeat and a resubmitted run resumes its own checkpoint."""
+    key = json.dumps([experiment, config_hash, trial_index])
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def explicit_run_id(given: str) -> str:
+    """A `--run-id` as the warehouse spells ids: 32 lowercase hex digits (a UUID will do)."""
+    try:
+        return uuid.UUID(given.strip()).hex
+    except ValueError:
+        raise UsageError(
+            f"--run-id {given!r} is not a run id: give 32 hex digits (or a UUID)"
+        ) from None
+
+
 def build_plan(
-    loaded: RunConfig | SearchConfig, succeeded_hashes: set[str] | frozenset[str] = frozenset()
+    loaded: RunConfig | SearchConfig,
+    succeeded_hashes: set[str] | frozenset[str] = frozenset(),
+    *,
+    run_id: str | None = None,
+    chart_values: dict[str, Any] | None = None,
 ) -> SubmissionPlan:
-    """Expand a config into runs with fresh ids, leaving out trials whose hash already succeeded."""
+    """Expand a config into runs, leaving out those whose hash already succeeded (a single run
+    with an explicit `run_id` is always planned: a new id is a new run).
+
+    Ids derive from the experiment, config hash and trial index (`derive_run_id`), or are
+    `run_id` (a single run only).
+    """
+    chart_values = dict(chart_values or {})
     if isinstance(loaded, RunConfig):
-        runs = [PlannedRun(run_id=uuid.uuid4().hex, config=loaded)]
-        return SubmissionPlan(experiment=loaded.experiment, search=False, runs=runs)
+        config_hash = loaded.config_hash()
+        if run_id is None and config_hash in succeeded_hashes:
+            runs = []
+        else:
+            chosen = run_id or derive_run_id(loaded.experiment, config_hash)
+            runs = [PlannedRun(run_id=chosen, config=loaded)]
+        return SubmissionPlan(
+            experiment=loaded.experiment, search=False, runs=runs, chart_values=chart_values
+        )
+    if run_id is not None:
+        raise UsageError(
+            "--run-id names a single run; a search's trial ids derive from its experiment,"
+            " config hash and trial index"
+        )
     study = Study(loaded, succeeded_hashes)
     runs = [
         PlannedRun(
-            run_id=uuid.uuid4().hex,
+            run_id=derive_run_id(loaded.experiment, trial.config.config_hash(), trial.index),
             config=trial.config,
             trial_index=trial.index,
             params=trial.params,
@@ -80,6 +124,7 @@ def build_plan(
         runs=runs,
         parallelism=loaded.search.parallelism,
         skipped=[trial.index for trial in study.skipped],
+        chart_values=chart_values,
     )
 
 
@@ -107,7 +152,14 @@ def build_trial_document(run: PlannedRun, experiment: str) -> dict[str, Any]:
 
 
 def build_values(plan: SubmissionPlan) -> dict[str, Any]:
-    """Helm values for the per-experiment release: the run(s), resources and image."""
+    """Helm values for the per-experiment release: the run(s), resources, image and queue that
+    submit derives, with the user's chart values (`plan.chart_values`) merged over them."""
+    values = _values_without_submission(plan)
+    values["run"]["submission"] = plan.submission
+    return values
+
+
+def _values_without_submission(plan: SubmissionPlan) -> dict[str, Any]:
     base = plan.base_config
     resources = base.resources
     deadline = resources.active_deadline_seconds or 0
@@ -118,7 +170,6 @@ def build_values(plan: SubmissionPlan) -> dict[str, Any]:
         "platform": {"enabled": False},
         "run": {
             "experiment": plan.experiment,
-            "submission": plan.submission,
             "search": plan.search,
             "parallelism": min(plan.parallelism, max(len(plan.runs), 1)),
             "trials": [
@@ -144,7 +195,9 @@ def build_values(plan: SubmissionPlan) -> dict[str, Any]:
     }
     if base.executor.image:
         values["image"] = build_image_values(base.executor.image)
-    return values
+    if base.executor.queue:
+        values["job"]["queueName"] = base.executor.queue
+    return merge(values, plan.chart_values)
 
 
 def build_image_values(reference: str) -> dict[str, str]:

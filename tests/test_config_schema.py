@@ -1,0 +1,177 @@
+"""The schema's own guarantees: bounds, names derived once, retired keys, readable union errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cifar_ops.cli import app
+from cifar_ops.config import (
+    MODEL_NAMES,
+    ModelConfig,
+    RunConfig,
+    SearchConfig,
+    TrainConfig,
+    load_config,
+    load_run_config,
+)
+from cifar_ops.errors import ConfigError
+from cifar_ops.models import registered_names
+from cifar_ops.vocabulary import ExecutorKind, SearchMethod
+from tests.conftest import REPO
+
+TINY_RUN = "experiment: bounds\nmodel: {name: simple_cnn}\ndata: {source: synthetic}\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_model_names_are_the_union_s_literals_and_the_registered_builders() -> None:
+    members = ModelConfig.__origin__.__args__  # type: ignore[attr-defined]
+    literals = [name for m in members for name in m.model_fields["name"].annotation.__args__]
+    assert list(MODEL_NAMES) == literals
+    assert sorted(MODEL_NAMES) == registered_names()
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("seed=-1", "seed"),
+        ("seed=1e23", "seed"),
+        ("seed=4294967296", "seed"),
+        ("train.batch_size=1e20", "train.batch_size"),
+        ("train.epochs=1e9", "train.epochs"),
+        ("data.synthetic_images=1e14", "data.synthetic_images"),
+        ("data.image_size=100000", "data.image_size"),
+        ("data.num_classes=1", "data.num_classes"),
+        ("model.filters=[32, 1000000]", "model.filters.1"),
+        ("augmentation.cutout=100000", "augmentation.cutout"),
+    ],
+)
+def test_validate_refuses_what_run_would_crash_on(
+    tmp_path: Path, override: str, key: str, cli_runner: CliRunner
+) -> None:
+    path = write(tmp_path, TINY_RUN)
+    with pytest.raises(ConfigError) as info:
+        load_run_config(path, [override])
+    assert str(info.value).startswith(f"{path}: {key}: got ")
+    result = cli_runner.invoke(app, ["validate", "-c", str(path), "--set", override])
+    assert result.exit_code == 2 and key in result.output
+
+
+def test_the_largest_allowed_values_still_validate(tmp_path: Path) -> None:
+    path = write(tmp_path, TINY_RUN)
+    config = load_run_config(path, ["seed=4294967295", "train.batch_size=65536"])
+    assert config.seed == 2**32 - 1 and config.train.batch_size == 65536
+
+
+def test_synthetic_images_that_cannot_fit_in_memory_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, TINY_RUN)
+    sizes = ["data.synthetic_images=1000000", "data.image_size=512"]
+    with pytest.raises(ConfigError, match=r"data.synthetic_images: .* 732 GiB"):
+        load_run_config(path, sizes)
+    folder = load_run_config(path, [*sizes, "data.source=folder", "data.dir=/images"])
+    assert folder.data.image_size == 512  # read from files one by one: no such limit
+
+
+def test_run_with_an_out_of_range_value_writes_nothing(
+    tmp_path: Path, cli_runner: CliRunner
+) -> None:
+    path = write(tmp_path, TINY_RUN)
+    warehouse = tmp_path / "warehouse.db"
+    result = cli_runner.invoke(
+        app,
+        ["run", "-c", str(path), "--set", "train.batch_size=1e20"],
+        env={"CIFAR_OPS_DATABASE_URL": f"sqlite:///{warehouse}"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "train.batch_size" in result.output
+    assert not warehouse.exists() and not (tmp_path / "runs").exists()
+
+
+def test_executor_kind_and_search_method_are_the_vocabulary_enums(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, TINY_RUN + "search: {method: random, trials: 2, parameters: {seed: [1]}}"
+    )
+    loaded = load_config(path, ["executor.kind=kubernetes"])
+    assert isinstance(loaded, SearchConfig)
+    assert loaded.run.executor.kind is ExecutorKind.KUBERNETES
+    assert loaded.search.method is SearchMethod.RANDOM
+    assert loaded.run.model_dump(mode="json")["executor"]["kind"] == "kubernetes"
+    assert loaded.search.model_dump(mode="json")["method"] == "random"
+    with pytest.raises(ConfigError, match="executor.kind: got 'slurm': .*'local' or 'kubernetes'"):
+        load_config(path, ["executor.kind=slurm"])
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_the_retired_train_checkpoint_still_loads_and_changes_nothing(
+    tmp_path: Path, value: bool
+) -> None:
+    plain = load_run_config(write(tmp_path, TINY_RUN))
+    old = load_run_config(write(tmp_path, TINY_RUN, "old.yaml"), [f"train.checkpoint={value}"])
+    assert old == plain and old.config_hash() == plain.config_hash()
+    assert "checkpoint" not in TrainConfig.model_fields
+    assert "checkpoint" not in old.model_dump(mode="json")["train"]
+    # a trial document written by an older `submit` (the pod's ConfigMap) validates too
+    document = plain.model_dump(mode="json")
+    document["train"]["checkpoint"] = value
+    assert RunConfig.model_validate(document) == plain
+
+
+def test_the_hash_of_a_shipped_config_is_pinned() -> None:
+    """A new hash re-runs every search trial that already succeeded and refuses every resume."""
+    config = load_run_config(REPO / "jobs/configs/vgg10.yaml")
+    assert config.config_hash() == (
+        "91972f6e04bcc1ee532220c323b2b07e8904a3aa07b0d64b77e64d2494ce7caa"
+    )
+
+
+@pytest.mark.parametrize(
+    ("parameters", "expected"),
+    [
+        ("{a: {uniform: [2, 1]}}", "search.parameters.a: uniform low 2.0 is above high 1.0"),
+        (
+            "{a: {normal: [0, 1]}}",
+            "search.parameters.a.normal: unknown key; allowed keys here: "
+            "int_uniform, log_uniform, uniform",
+        ),
+        (
+            "{a: {uniform: [0, 1], log_uniform: [1, 2]}}",
+            "search.parameters.a: give exactly one of uniform, log_uniform, int_uniform: "
+            "[low, high]",
+        ),
+    ],
+)
+def test_errors_inside_a_union_name_only_the_user_s_keys(
+    tmp_path: Path, parameters: str, expected: str
+) -> None:
+    text = TINY_RUN + f"search: {{method: random, trials: 2, parameters: {parameters}}}\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = str(info.value)
+    assert message == f"{tmp_path / 'c.yaml'}: {expected}"
+    assert "valid list" not in message  # the list member's refusal says nothing here
+    for internal in ("function-after", "list[any]", "Distribution"):
+        assert internal not in message
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("{name: vgg11}", "model.name: must be one of simple_cnn, conv4_bn"),
+        ("{filters: [8]}", "model.name: must be one of simple_cnn, conv4_bn"),
+        ("{name: vgg10, filters: [8, -1]}", "model.filters.1: got -1: "),
+        ("{name: mobilenetv2, foo: 1}", "model.foo: unknown key; allowed keys here: dense_units"),
+    ],
+)
+def test_model_errors_name_the_family_s_keys(tmp_path: Path, model: str, expected: str) -> None:
+    path = write(tmp_path, f"experiment: x\nmodel: {model}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert expected in str(info.value)
+    assert "vgg10." not in str(info.value) and "mobilenetv2." not in str(info.value)
