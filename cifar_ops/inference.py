@@ -61,6 +61,11 @@ def load_saved_model(path: str | Path) -> SavedModel:
     shape = model.input_shape
     if len(shape) != 4 or shape[1] is None or shape[1] != shape[2]:
         raise ModelError(f"{path}: expected a square image input, the model takes {shape}")
+    if shape[3] != 3:
+        raise ModelError(
+            f"{path}: the model takes {shape[3]} channel(s); cifar-ops feeds it RGB images "
+            "(3 channels)"
+        )
     classes = int(model.output_shape[-1])
     names = _read_json(path.parent / "classes.json")
     if not isinstance(names, list) or len(names) != classes:
@@ -109,14 +114,17 @@ def evaluate_saved_model(
 
     data, seed = data_config_for(saved, data_dir)
     dataset = load_dataset(data, seed)
+    where = str(data_dir) if data_dir is not None else f"the {data.source} data"
     if dataset.class_names != saved.class_names:
+        names = saved.path.parent / "classes.json"
+        source = str(names) if names.is_file() else f"numbered: no {names.name} beside the model"
         raise DataError(
-            f"{data_dir}: classes {dataset.class_names} differ from the model's "
-            f"{saved.class_names} ({saved.path.parent / 'classes.json'})"
+            f"{where}: classes {dataset.class_names} differ from the model's "
+            f"{saved.class_names} ({source})"
         )
     chosen = dataset.split(split)
     if len(chosen) == 0:
-        raise DataError(f"{data_dir}: the {split} split has no images")
+        raise DataError(f"{where}: the {split} split has no images")
     probabilities = predict_split(saved.model, chosen.images, tta=tta_of(saved))
     return score_probabilities(
         chosen.labels,
@@ -156,6 +164,11 @@ def data_config_for(saved: SavedModel, data_dir: Path | None) -> tuple[DataConfi
     recorded.pop("limit", None)
     recorded["image_size"] = saved.image_size
     if data_dir is None:
+        if saved.run_config is None:
+            raise DataError(
+                f"--data-dir is required: {saved.path.parent / 'config.json'} (the run's data "
+                "settings) is missing or unreadable"
+            )
         if recorded.get("source") not in ("cifar10", "synthetic"):
             raise DataError("--data-dir is required: the model's run read an image folder")
     else:

@@ -223,6 +223,51 @@ def test_predict_errors(folder_run: dict, cli_runner: CliRunner, tmp_path: Path)
     assert missing.exit_code == 6 and "no such model file" in missing.output
 
 
+def _save_tiny_model(folder: Path, *, channels: int = 3, classes: int = 3) -> Path:
+    """A 16 px classifier saved alone in `folder` (no classes.json, no config.json)."""
+    import keras
+
+    inputs = keras.Input((16, 16, channels))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(pooled))
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    return folder / "model.keras"
+
+
+def test_predict_with_a_one_channel_model_is_a_model_error(
+    cli_runner: CliRunner, tmp_path: Path
+) -> None:
+    model = _save_tiny_model(tmp_path / "gray", channels=1)
+    image = _image_files(tmp_path)[0]
+    for args in (["predict", str(model), str(image)], ["evaluate", str(model)]):
+        result = invoke(cli_runner, args, "")
+        assert result.exit_code == 6, result.output
+        assert "1 channel" in result.output and "RGB" in result.output
+        assert result.output.startswith(f"error: {model}:")
+
+
+def test_evaluate_errors_name_what_is_actually_missing(
+    cli_runner: CliRunner, tmp_path: Path
+) -> None:
+    model = _save_tiny_model(tmp_path / "bare")
+    result = invoke(cli_runner, ["evaluate", str(model)], "")
+    assert result.exit_code == 3, result.output
+    assert "image folder" not in result.output
+    assert "config.json" in result.output and "--data-dir" in result.output
+
+    recorded = {
+        "config": {"data": {"source": "synthetic", "synthetic_images": 40, "num_classes": 2}}
+    }
+    (model.parent / "config.json").write_text(json.dumps(recorded))
+    result = invoke(cli_runner, ["evaluate", str(model)], "")
+    assert result.exit_code == 3, result.output
+    assert "None" not in result.output
+    assert str(model.parent / "classes.json") not in result.output  # it does not exist
+    assert "no classes.json beside the model" in result.output
+    assert result.output.startswith("error: the synthetic data: classes")
+
+
 @pytest.mark.slow
 def test_ctrl_c_then_the_same_run_id_continues_in_a_new_process(
     sqlite_url: str, tmp_path: Path
