@@ -178,3 +178,13 @@ def test_thumbnail_of_a_missing_or_corrupt_file_is_none(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((100, 50), np.uint8)).save(grey)  # mode L, larger than a thumbnail
     uri = thumbnail_data_uri(str(grey))
     assert uri is not None and uri.startswith("data:image/png;base64,")
+
+
+def test_class_names_with_dollar_signs_are_labels_not_math_text() -> None:
+    names = ["$x^2$", "$\\frac{", "cost $5 and $6", "plain"]
+    metrics = pd.DataFrame({"class_name": names, "precision": 0.5, "recall": 0.5, "f1": 0.5})
+    svg = plots.class_metrics_bars(metrics)
+    for name in ("$x^2$", "$\\frac{", "cost $5 and $6"):
+        assert f">{name}<" in svg, name
+    confusion = pd.DataFrame(np.eye(4), index=names, columns=names)
+    assert ">$x^2$<" in plots.confusion_heatmap(confusion)

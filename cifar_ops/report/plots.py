@@ -25,6 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 _COUNTER = itertools.count()
 _STYLE: dict[str, Any] = {
     "svg.fonttype": "none",
+    "text.parse_math": False,  # class names and parameters are user text: `$x$` is not math
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
