@@ -201,9 +201,8 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(
     sqlite_url: str, corruption: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     run_id = uuid.uuid4().hex
-    with open_store(sqlite_url) as store:
-        with pytest.raises(KeyboardInterrupt):
-            execute(tiny_run_config(), sink=store, run_id=run_id, callbacks=[StopAfter(2)])
+    with open_store(sqlite_url) as store, pytest.raises(KeyboardInterrupt):
+        execute(tiny_run_config(), sink=store, run_id=run_id, callbacks=[StopAfter(2)])
     checkpoint = RunDirectory(run_id).checkpoint_dir
     kept = sorted(path.name for path in checkpoint.iterdir())
     assert kept == [
@@ -216,9 +215,11 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(
     damage(checkpoint / f"train-epoch-0002.{suffix}")
     before = epoch_seconds(sqlite_url, run_id)
 
-    with caplog.at_level(logging.WARNING, logger="cifar_ops.checkpoints"):
-        with open_store(sqlite_url) as store:
-            outcome = execute(tiny_run_config(), sink=store, run_id=run_id)
+    with (
+        caplog.at_level(logging.WARNING, logger="cifar_ops.checkpoints"),
+        open_store(sqlite_url) as store,
+    ):
+        outcome = execute(tiny_run_config(), sink=store, run_id=run_id)
     assert outcome.status == "succeeded"
     warnings = caplog.text
     assert "train-epoch-0002" in warnings and "unreadable" in warnings
@@ -232,17 +233,18 @@ def test_with_no_readable_checkpoint_the_run_starts_over(
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     run_id = uuid.uuid4().hex
-    with open_store(sqlite_url) as store:
-        with pytest.raises(KeyboardInterrupt):
-            execute(tiny_run_config(), sink=store, run_id=run_id, callbacks=[StopAfter(2)])
+    with open_store(sqlite_url) as store, pytest.raises(KeyboardInterrupt):
+        execute(tiny_run_config(), sink=store, run_id=run_id, callbacks=[StopAfter(2)])
     checkpoint = RunDirectory(run_id).checkpoint_dir
     for weights in checkpoint.glob("*.weights.h5"):
         zero(weights)
     before = epoch_seconds(sqlite_url, run_id)
 
-    with caplog.at_level(logging.WARNING, logger="cifar_ops.checkpoints"):
-        with open_store(sqlite_url) as store:
-            outcome = execute(tiny_run_config(), sink=store, run_id=run_id)
+    with (
+        caplog.at_level(logging.WARNING, logger="cifar_ops.checkpoints"),
+        open_store(sqlite_url) as store,
+    ):
+        outcome = execute(tiny_run_config(), sink=store, run_id=run_id)
     assert outcome.status == "succeeded"
     assert f"no readable checkpoint in {checkpoint}: run {run_id} starts over" in caplog.text
     assert_complete(sqlite_url, run_id)
