@@ -8,6 +8,7 @@ what happens when a parser gives up and the caller falls back to the raw string.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 MASK = "***"
 
@@ -33,8 +34,12 @@ def redact_url(url: str) -> str:
 
 
 def has_credentials(url: str) -> bool:
-    """Whether `url` carries a password (user info or a query-string secret)."""
-    return redact_url(url) != url
+    """Whether `url` carries a user, a password or a query-string secret."""
+    try:
+        userinfo = "@" in urlsplit(url.strip()).netloc
+    except ValueError:  # e.g. an unbalanced [ in the host
+        userinfo = False
+    return userinfo or redact_url(url) != url
 
 
 def _hide_password(match: re.Match[str]) -> str:

@@ -175,3 +175,31 @@ def test_resource_quantities_accept_numbers_and_reject_junk(tmp_path: Path) -> N
     assert load_run_config(path, ["resources.cpu=500m"]).resources.cpu == "500m"
     with pytest.raises(ConfigError, match="resources.memory"):
         load_run_config(path, ["resources.memory=lots"])
+
+
+@pytest.mark.parametrize(
+    "gateway",
+    [
+        "http://pusher:S3cret@pushgateway:9091",
+        "http://pusher@pushgateway:9091",
+        "pusher:S3cret@pushgateway:9091",
+        "http://pushgateway:9091/?password=S3cret",
+    ],
+)
+def test_pushgateway_credentials_in_a_config_are_refused_without_echoing_them(
+    tmp_path: Path, gateway: str
+) -> None:
+    base = REPO / "jobs" / "configs" / "simple_cnn.yaml"
+    path = write(tmp_path, f"base: {base}\nmonitoring: {{pushgateway: '{gateway}'}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "monitoring.pushgateway" in message
+    assert (
+        "CIFAR_OPS_PUSHGATEWAY_USERNAME" in message and "CIFAR_OPS_PUSHGATEWAY_PASSWORD" in message
+    )
+    assert "S3cret" not in message
+    with pytest.raises(ConfigError) as caught:
+        load_config(base, [f"monitoring.pushgateway={gateway}"])
+    assert "S3cret" not in str(caught.value)
+    assert load_config(base, ["monitoring.pushgateway=http://pushgateway:9091"])

@@ -40,7 +40,12 @@ def test_engine_masked_uses_the_redaction(url: str, shown: str) -> None:
 )
 def test_urls_without_secrets_are_unchanged(url: str) -> None:
     assert redact_url(url) == url == masked(url)
-    assert not has_credentials(url)
+
+
+def test_has_credentials_counts_a_bare_user_too() -> None:
+    assert has_credentials("http://pusher@pushgateway:9091")
+    assert not has_credentials("http://pushgateway:9091/metrics")
+    assert not has_credentials("http://[::1:9091")  # does not parse: nothing to hide
 
 
 def test_a_url_that_does_not_parse_is_refused_without_its_password() -> None:

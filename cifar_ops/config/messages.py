@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from cifar_ops.redaction import redact_url
+
 # Errors that say only "this member of a union is the wrong kind of value".
 _WRONG_KIND = {"model_type", "model_attributes_type", "dict_type", "list_type", "tuple_type"}
 
@@ -49,6 +51,8 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], prefix
             continue
         message = error["msg"].removeprefix("Value error, ")
         given = error.get("input")
+        if isinstance(given, str):
+            given = redact_url(given)  # a refused URL may carry a password
         shown = "" if isinstance(given, dict) or kind == "missing" else f"got {given!r}: "
         lines.append(f"{key}: {shown}{message}")
     return "\n".join(lines)
