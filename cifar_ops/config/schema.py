@@ -32,6 +32,7 @@ from cifar_ops.kube.grammar import (
     Toleration,
 )
 from cifar_ops.kube.grammar import LabelValue as LabelText
+from cifar_ops.redaction import has_credentials
 from cifar_ops.vocabulary import ExecutorKind, SearchMethod
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -309,6 +310,18 @@ class EvaluationConfig(Strict):
 class MonitoringConfig(Strict):
     port: Annotated[int, Field(ge=0, le=65535)] | None = None  # serve /metrics here
     pushgateway: str | None = None  # URL; push at each epoch end and at run end
+
+    @field_validator("pushgateway")
+    @classmethod
+    def _no_credentials_in_the_url(cls, url: str | None) -> str | None:
+        """A config is stored (warehouse, ConfigMap) and printed: no secret may be in it."""
+        if url is not None and has_credentials(url):
+            raise ValueError(
+                "a Pushgateway URL with a user or password is refused (configs are stored and "
+                "shown): set CIFAR_OPS_PUSHGATEWAY_USERNAME and CIFAR_OPS_PUSHGATEWAY_PASSWORD "
+                "in the environment instead (from a Secret on Kubernetes)"
+            )
+        return url
 
 
 class ExecutorConfig(Strict):
