@@ -42,5 +42,11 @@ def has_credentials(url: str) -> bool:
     return userinfo or redact_url(url) != url
 
 
+def without_userinfo(url: str) -> str:
+    """`url` without its `user:password@` (the request gets them from elsewhere)."""
+    parts = urlsplit(url.strip())
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 def _hide_password(match: re.Match[str]) -> str:
     return match.group("head") + MASK + match.group("tail")

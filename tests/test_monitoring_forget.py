@@ -14,7 +14,7 @@ from cifar_ops.cli import app
 from cifar_ops.monitoring import push_run_metrics
 from cifar_ops.records import RunFinish, RunStart
 from cifar_ops.warehouse.store import open_store
-from tests.monitoring_support import http_get, pushgateway
+from tests.monitoring_support import GATEWAY_PASSWORD, GATEWAY_USER, http_get, pushgateway
 
 
 def pushed_run_ids(gateway: str) -> set[str]:
@@ -75,3 +75,29 @@ def test_forget_needs_runs_and_reports_an_unreachable_gateway(
     result = cli_runner.invoke(app, ["forget-metrics", run_id])
     assert result.exit_code == 7
     assert "127.0.0.1:9" in result.output and run_id in result.output
+
+
+def test_forget_never_prints_a_gateway_password(
+    tmp_path: Path, sqlite_url: str, cli_runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CIFAR_OPS_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("CIFAR_OPS_PUSHGATEWAY_USERNAME", GATEWAY_USER)
+    monkeypatch.setenv("CIFAR_OPS_PUSHGATEWAY_PASSWORD", GATEWAY_PASSWORD)
+    with pushgateway(tmp_path, basic_auth=True) as gateway, open_store(sqlite_url) as store:
+        # stored before credentials in monitoring.pushgateway were refused
+        stored = gateway.replace("http://", f"http://{GATEWAY_USER}:{GATEWAY_PASSWORD}@")
+        done = log_run(store, "exp", stored, "succeeded")
+        push(gateway, done)
+
+        for extra in ([], ["--json"]):
+            result = cli_runner.invoke(app, ["forget-metrics", done, *extra])
+            assert result.exit_code == 0, result.output
+            assert GATEWAY_PASSWORD not in result.output
+        assert f"{GATEWAY_USER}:***@127.0.0.1" in result.output
+        auth = (GATEWAY_USER, GATEWAY_PASSWORD)
+        assert json.loads(http_get(f"{gateway}/api/v1/metrics", auth=auth))["data"] == []
+
+        result = cli_runner.invoke(app, ["forget-metrics", done, "--pushgateway", stored])
+        assert result.exit_code == 2, result.output
+        assert GATEWAY_PASSWORD not in result.output
+        assert "CIFAR_OPS_PUSHGATEWAY_PASSWORD" in result.output

@@ -20,8 +20,16 @@ def forget_metrics(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Delete finished runs' Pushgateway groups (it keeps them forever otherwise)."""
+    from cifar_ops.errors import UsageError
     from cifar_ops.monitoring.forget import forget_run_metrics
+    from cifar_ops.redaction import has_credentials, redact_url
     from cifar_ops.warehouse.store import open_store
+
+    if pushgateway is not None and has_credentials(pushgateway):
+        raise UsageError(
+            f"--pushgateway {redact_url(pushgateway)!r}: give the URL without a user or password; "
+            "set CIFAR_OPS_PUSHGATEWAY_USERNAME and CIFAR_OPS_PUSHGATEWAY_PASSWORD instead"
+        )
 
     with open_store() as store:
         result = forget_run_metrics(

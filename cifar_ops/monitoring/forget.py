@@ -3,6 +3,8 @@
 A run pushes its final state when it ends; once Prometheus has scraped that, the group is only
 noise (and a dead run's `cifar_ops_run_status` would stay visible). Each run's gateway is read
 from the config it ran with; only runs in a terminal state are touched, never a live one.
+Gateways are reported redacted; a user and password stored in an old run's URL are dropped from
+the request (basic auth comes from the environment, see `pushgateway.auth_handler`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Any
 from cifar_ops.errors import CifarOpsError
 from cifar_ops.monitoring.pushgateway import delete_run_metrics
 from cifar_ops.records import TERMINAL_STATUSES
+from cifar_ops.redaction import redact_url, without_userinfo
 
 
 @dataclass
 class ForgetResult:
-    deleted: list[tuple[str, str]] = field(default_factory=list)  # (run id, gateway)
+    deleted: list[tuple[str, str]] = field(default_factory=list)  # (run id, gateway redacted)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run id, why)
 
 
@@ -52,8 +55,8 @@ def forget_run_metrics(
         if not target:
             result.skipped.append((run.run_id, "ran without monitoring.pushgateway"))
             continue
-        delete_run_metrics(target, run.run_id)
-        result.deleted.append((run.run_id, target))
+        delete_run_metrics(without_userinfo(target), run.run_id)
+        result.deleted.append((run.run_id, redact_url(target)))
     return result
 
 
