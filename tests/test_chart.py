@@ -112,6 +112,7 @@ def test_role_is_least_privilege_for_status_logs_cancel() -> None:
         ("", "pods"): {"get", "list", "watch"},
         ("", "pods/log"): {"get"},
         ("", "configmaps"): {"get", "list"},
+        ("", "persistentvolumeclaims"): {"get", "list", "delete"},  # status, cancel --purge
     }
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cifar_ops.cli import app
 from cifar_ops.config import load_config
 from cifar_ops.kube import helm
-from cifar_ops.kube.naming import release_selector, training_selector
+from cifar_ops.kube.naming import release_selector, storage_selector, training_selector
 from cifar_ops.kube.values import SubmissionPlan, build_plan, build_run_starts, build_values
 from cifar_ops.warehouse.store import Store, open_store
 from tests.conftest import REPO
@@ -29,6 +29,7 @@ NAMESPACE = "ml"
 GRID = REPO / "jobs" / "configs" / "grids" / "conv4_sgd.yaml"
 JOBS = kmock.resource("batch/v1/jobs")
 PODS = kmock.resource("v1/pods")
+CLAIMS = kmock.resource("v1/persistentvolumeclaims")
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
@@ -66,6 +67,7 @@ def env(
     # a real API server filters lists by label selector; the emulator does not, so do it here
     kmock[kmock.action.LIST, JOBS] << (lambda request: _listing(kmock, JOBS, request))
     kmock[kmock.action.LIST, PODS] << (lambda request: _listing(kmock, PODS, request))
+    kmock[kmock.action.LIST, CLAIMS] << (lambda request: _listing(kmock, CLAIMS, request))
     return open_store(sqlite_url)
 
 
@@ -322,9 +324,10 @@ async def test_resubmit_after_the_job_finished_registers_the_rest_and_calls_helm
     assert result.exit_code == 5, result.output
     assert "`helm upgrade --install cifar-ops-conv4-sgd-grid` failed" in result.output
     assert helm_called(kmock)
-    old = {run.run_id for run in earlier.runs}
-    runs = env.list_runs(experiment="conv4-sgd-grid", limit=None)
-    new = [run for run in runs if run.run_id not in old]
+    runs = {run.run_id: run for run in env.list_runs(experiment="conv4-sgd-grid", limit=None)}
+    assert runs.keys() == {run.run_id for run in earlier.runs}  # ids derive from the config
+    assert {runs[run.run_id].status for run in earlier.runs[:20]} == {"succeeded"}
+    new = [runs[run.run_id] for run in earlier.runs[20:]]
     assert sorted(run.trial_index for run in new) == [20, 21, 22, 23]
     assert {run.status for run in new} == {"failed"}
     assert all("submit failed" in (run.status_reason or "") for run in new)
@@ -344,3 +347,132 @@ async def test_submit_refuses_an_experiment_whose_release_another_one_has(
     assert "experiment 'Fast' in the warehouse already uses" in result.output
     assert [run.experiment for run in env.list_runs(limit=None)] == ["Fast"]
     assert list(kmock) == []
+
+
+def claim(experiment: str, name: str, modes: list[str]) -> dict[str, Any]:
+    """A PersistentVolumeClaim as the chart labels it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": {
+                "app.kubernetes.io/name": "cifar-ops",
+                "app.kubernetes.io/component": "storage",
+                "cifar-ops/experiment": experiment,
+            },
+        },
+        "spec": {
+            "accessModes": modes,
+            "storageClassName": "nfs",
+            "resources": {"requests": {"storage": "20Gi"}},
+        },
+        "status": {"phase": "Bound"},
+    }
+
+
+def add_claims(fake: Any) -> None:
+    """The chart's claims of two experiments, and one claim the chart did not make."""
+    for name, experiment in (("cifar-ops-vgg10-checkpoints", "vgg10"), ("fast-ck", "fast")):
+        fake.objects[CLAIMS, NAMESPACE, name] = claim(experiment, name, ["ReadWriteMany"])
+    foreign = claim("vgg10", "someone-elses", ["ReadWriteOnce"])
+    foreign["metadata"]["labels"] = {"app": "db"}
+    fake.objects[CLAIMS, NAMESPACE, "someone-elses"] = foreign
+
+
+async def test_status_lists_the_claims_the_chart_keeps(kmock: Any, env: Store) -> None:
+    add_claims(kmock)
+    result = await invoke("status", "vgg10", "--json")
+    assert result.exit_code == 0, result.output
+    (listed,) = json.loads(result.output)["claims"]
+    assert listed == {
+        "name": "cifar-ops-vgg10-checkpoints",
+        "experiment": "vgg10",
+        "phase": "Bound",
+        "size": "20Gi",
+        "storage_class": "nfs",
+        "access_modes": ["ReadWriteMany"],
+    }
+    (call,) = requests(kmock, "GET", f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims")
+    assert call.params["labelSelector"] == storage_selector("vgg10")
+
+    result = await invoke("status")  # every experiment, as a table
+    assert result.exit_code == 0, result.output
+    assert "cifar-ops-vgg10-checkpoints" in result.output and "fast-ck" in result.output
+    assert "someone-elses" not in result.output and "--purge" in result.output
+
+
+async def test_cancel_purge_deletes_only_the_experiments_claims(kmock: Any, env: Store) -> None:
+    add_claims(kmock)
+    plan, job = submitted(env, REPO / "jobs/configs/vgg10.yaml")
+    add_job(kmock, job, {"active": 1})
+
+    result = await invoke("cancel", "vgg10")  # without --purge the claims stay
+    assert result.exit_code == 0, result.output
+    assert not requests(
+        kmock, "DELETE", f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/fast-ck"
+    )
+    assert all(
+        r.method.value != "DELETE" or "persistentvolumeclaims" not in r.url.path
+        for r in list(kmock)
+    )
+
+    result = await invoke("cancel", "vgg10", "--purge", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["purged_claims"] == ["cifar-ops-vgg10-checkpoints"]
+    deleted = [
+        r.url.path
+        for r in list(kmock)
+        if r.method.value == "DELETE" and "persistentvolumeclaims" in r.url.path
+    ]
+    assert deleted == [
+        f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims/cifar-ops-vgg10-checkpoints"
+    ]
+    assert (CLAIMS, NAMESPACE, "fast-ck") in kmock.objects
+
+
+async def test_resubmitting_a_failed_run_replaces_its_finished_job_under_the_same_ids(
+    kmock: Any, env: Store
+) -> None:
+    """Same config, same run id and Job name: the finished Job is deleted so that helm creates
+    it again (helm leaves an unchanged manifest alone), and the run is queued again."""
+    plan, job = submitted(env, REPO / "jobs/configs/vgg10.yaml")
+    run_id = plan.runs[0].run_id
+    env.set_status(run_id, "failed", "OOMKilled")
+    add_job(kmock, job, {"conditions": [{"type": "Failed", "status": "True"}]})
+    job_path = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{plan.job_name}"
+
+    result = await invoke("submit", "--config", str(REPO / "jobs/configs/vgg10.yaml"), "--json")
+    # the fake is no Helm backend: helm's upgrade fails there, after its first request
+    assert result.exit_code == 5, result.output
+    (delete_call,) = requests(kmock, "DELETE", job_path)
+    assert delete_call.data["propagationPolicy"] == "Background"
+    assert helm_called(kmock)
+    helm_first = requests(kmock, "GET", f"/api/v1/namespaces/{NAMESPACE}/secrets")[0]
+    assert delete_call.id < helm_first.id
+    (run,) = env.list_runs(experiment="vgg10", limit=None)
+    assert run.run_id == run_id and "submit failed" in (run.status_reason or "")
+
+
+async def test_resubmitting_a_succeeded_run_submits_nothing(kmock: Any, env: Store) -> None:
+    plan, job = submitted(env, REPO / "jobs/configs/vgg10.yaml")
+    env.set_status(plan.runs[0].run_id, "succeeded")
+    add_job(kmock, job, {"conditions": [{"type": "Complete", "status": "True"}]})
+    result = await invoke("submit", "--config", str(REPO / "jobs/configs/vgg10.yaml"))
+    assert result.exit_code == 0, result.output
+    assert "already succeeded" in result.output
+    assert not [r for r in list(kmock) if r.method.value == "DELETE"]
+    assert not helm_called(kmock)
+
+
+async def test_an_explicit_run_id_held_by_another_config_is_refused(kmock: Any, env: Store) -> None:
+    plan, _ = submitted(env, REPO / "jobs/configs/vgg10.yaml")
+    config = str(REPO / "jobs/configs/vgg10.yaml")
+    result = await invoke(
+        "submit", "--config", config, "--set", "seed=7", "--run-id", plan.runs[0].run_id
+    )
+    assert result.exit_code == 2, result.output
+    assert f"run id {plan.runs[0].run_id} already belongs to a run of 'vgg10'" in result.output
+    assert not helm_called(kmock)
+    assert len(env.list_runs(experiment="vgg10", limit=None)) == 1

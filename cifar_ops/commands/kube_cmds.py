@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from cifar_ops.commands.output import CONFIG_OPTION, JSON_OPTION, SET_OPTION, console, print_json
@@ -154,11 +154,19 @@ def print_runs(rows: list[Any]) -> None:
             console.print(f"{row.run_id[:12]}: {row.reason}{marked}", soft_wrap=True)
 
 
+SHORT_ACCESS_MODES = {  # as kubectl shows them
+    "ReadWriteOnce": "RWO",
+    "ReadOnlyMany": "ROX",
+    "ReadWriteMany": "RWX",
+    "ReadWriteOncePod": "RWOP",
+}
+
+
 def print_claims(claims: list[Any]) -> None:
     """The PersistentVolumeClaims the chart keeps (checkpoints, models, dataset cache)."""
     if not claims:
         return
-    table = Table("claim", "experiment", "phase", "size", "class", "access")
+    table = Table(Column("claim", no_wrap=True), "experiment", "phase", "size", "class", "access")
     for claim in claims:
         table.add_row(
             claim.name,
@@ -166,7 +174,7 @@ def print_claims(claims: list[Any]) -> None:
             claim.phase,
             claim.size,
             claim.storage_class or "-",
-            ",".join(claim.access_modes),
+            ",".join(SHORT_ACCESS_MODES.get(mode, mode) for mode in claim.access_modes),
         )
     console.print(table)
     console.print("kept after the runs end; remove with `cifar-ops cancel EXPERIMENT --purge`")

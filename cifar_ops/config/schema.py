@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from cifar_ops.kube.chartvalues import reserved_key
 from cifar_ops.kube.grammar import (
     DnsLabel,
     DnsSubdomain,
@@ -328,6 +329,18 @@ class ExecutorConfig(Strict):
     kind: ExecutorKind = ExecutorKind.LOCAL  # where `cifar-ops submit` sends it; `run` is local
     namespace: DnsLabel | None = None  # kubernetes: defaults to the kubeconfig's namespace
     image: ImageReference | None = None  # kubernetes: defaults to the chart's image
+    queue: LabelValue | None = None  # kubernetes: Kueue LocalQueue (kueue.x-k8s.io/queue-name)
+    # kubernetes: chart values merged over the ones submit derives (before `submit --values`);
+    # values.schema.json checks the result
+    values: dict[str, Any] = {}
+
+    @field_validator("values")
+    @classmethod
+    def _no_values_submit_writes(cls, values: dict[str, Any]) -> dict[str, Any]:
+        reserved = reserved_key(values)
+        if reserved:
+            raise ValueError(reserved)
+        return values
 
 
 class ResourcesConfig(Strict):

@@ -10,6 +10,7 @@ from cifar_ops.kube.cluster import Cluster, api_errors, call
 from cifar_ops.kube.jobstate import run_ids_of
 from cifar_ops.kube.naming import training_selector
 from cifar_ops.kube.status import SETTLED, _plain
+from cifar_ops.kube.storage import delete_claims
 
 Propagation = Literal["Foreground", "Background"]
 
@@ -21,6 +22,7 @@ class CancelResult:
     jobs: list[str] = field(default_factory=list)
     cancelled_runs: list[str] = field(default_factory=list)
     still_terminating: list[str] = field(default_factory=list)  # Jobs not gone after the wait
+    purged_claims: list[str] = field(default_factory=list)  # PersistentVolumeClaims deleted
 
 
 def build_delete_options(propagation: Propagation = "Foreground") -> Any:
@@ -36,12 +38,15 @@ def cancel(
     store: Any,
     propagation: Propagation = "Foreground",
     wait_seconds: float = 90.0,
+    purge: bool = False,
 ) -> CancelResult:
     """Delete every training Job of the experiment; mark its open runs cancelled.
 
     The pods get SIGTERM (and 30 s) first and their runner records `preempted`; so this waits
     (up to `wait_seconds`) for the Jobs to be gone before it marks the runs `cancelled`, which
-    then stays. A later submit registers new run ids, skipping only trials that succeeded.
+    then stays. A later submit queues the same run ids again (they resume from their
+    checkpoints), skipping runs that succeeded. `purge` also deletes the experiment's claims (its
+    checkpoints and models on them), which the chart keeps after the release is gone.
     """
     jobs = call(
         "list Jobs",
@@ -68,7 +73,8 @@ def cancel(
         if run.status not in SETTLED and (run.run_id in run_ids or run.executor == "kubernetes"):
             store.set_status(run.run_id, "cancelled", "cancelled by `cifar-ops cancel`")
             cancelled.append(run.run_id)
-    return CancelResult(experiment, cluster.namespace, deleted, cancelled, remaining)
+    purged = delete_claims(cluster, experiment) if purge else []
+    return CancelResult(experiment, cluster.namespace, deleted, cancelled, remaining, purged)
 
 
 def wait_until_gone(cluster: Cluster, names: list[str], wait_seconds: float) -> list[str]:

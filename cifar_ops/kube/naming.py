@@ -39,6 +39,14 @@ def training_selector(experiment: str | None = None) -> str:
     return ",".join(parts)
 
 
+def storage_selector(experiment: str | None = None) -> str:
+    """Label selector of the PersistentVolumeClaims the chart made, or those of one experiment."""
+    parts = [f"{LABEL_NAME}={CHART_NAME}", f"{LABEL_COMPONENT}=storage"]
+    if experiment:
+        parts.append(f"{LABEL_EXPERIMENT}={experiment}")
+    return ",".join(parts)
+
+
 def release_selector(release: str) -> str:
     """Label selector of the training Jobs of one release: the ones `helm upgrade` can delete."""
     return f"{training_selector()},{LABEL_INSTANCE}={release}"

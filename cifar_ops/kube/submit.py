@@ -78,14 +78,13 @@ def submit_loaded(
     """
     base = loaded.run if isinstance(loaded, SearchConfig) else loaded
     namespace = namespace or base.executor.namespace
-    chart_values = chartvalues.user_values(base.executor.values, values_files, str(config_path))
+    chart_values = chartvalues.values_files(values_files)
     chosen_id = explicit_run_id(run_id) if run_id is not None else None
+    everything = build_plan(loaded, run_id=chosen_id, chart_values=chart_values)
+    _require_parallel_safe_storage(everything, build_values(everything), config_path)
     if dry_run:
-        plan = build_plan(loaded, run_id=chosen_id, chart_values=chart_values)
-        values = build_values(plan)
-        _require_parallel_safe_storage(plan, values, config_path)
-        manifests = helm.template(plan.release, values, namespace)
-        return SubmitResult(plan=plan, namespace=namespace, dry_run=True, manifests=manifests)
+        manifests = helm.template(everything.release, build_values(everything), namespace)
+        return SubmitResult(plan=everything, namespace=namespace, dry_run=True, manifests=manifests)
 
     helm.find_helm()
     helm.chart_dir()
@@ -106,7 +105,6 @@ def submit_loaded(
     if not plan.runs:
         return SubmitResult(plan=plan, namespace=namespace, dry_run=False)
     values = build_values(plan)
-    _require_parallel_safe_storage(plan, values, config_path)
     connected = cluster.connect(namespace)
     preflight.require_no_active_job(connected, base.experiment)
     helm.template(plan.release, values, namespace)  # bad values fail here, before any row
@@ -137,7 +135,8 @@ REQUEUED = frozenset({"failed", "cancelled", "preempted"})  # a resubmission que
 def _require_parallel_safe_storage(
     plan: SubmissionPlan, values: dict[str, Any], config_path: str | Path
 ) -> None:
-    """Exit 2 before helm (whose own check in the chart would exit 5) and before any row."""
+    """Exit 2 before helm (whose own check in the chart would exit 5) and before the warehouse is
+    opened; a plan without skipped trials has the most pods at once."""
     if plan.search:
         effective = chartvalues.effective(helm.chart_dir(), values)
         parallelism = int(chartvalues.lookup(effective, "run.parallelism", 1))

@@ -90,9 +90,11 @@ def build_plan(
     with an explicit `run_id` is always planned: a new id is a new run).
 
     Ids derive from the experiment, config hash and trial index (`derive_run_id`), or are
-    `run_id` (a single run only).
+    `run_id` (a single run only). The plan's chart values are `executor.values` with
+    `chart_values` (the `--values` files) over them.
     """
-    chart_values = dict(chart_values or {})
+    base = loaded.run if isinstance(loaded, SearchConfig) else loaded
+    chart_values = merge(base.executor.values, chart_values or {})
     if isinstance(loaded, RunConfig):
         config_hash = loaded.config_hash()
         if run_id is None and config_hash in succeeded_hashes:

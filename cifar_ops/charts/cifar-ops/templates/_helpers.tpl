@@ -111,6 +111,27 @@ Name of the checkpoint claim: an existing one, or the release's own.
 {{- default (printf "%s-checkpoints" (include "cifar-ops.fullname" .)) .Values.storage.checkpoints.existingClaim }}
 {{- end }}
 
+{{/*
+Whether runs go to an object store (artifacts.uri): then pods write to an emptyDir scratch volume
+and no checkpoint claim is made.
+*/}}
+{{- define "cifar-ops.objectStore" -}}
+{{- if and .Values.artifacts .Values.artifacts.uri }}true{{- end }}
+{{- end }}
+
+{{/*
+Refuse a search whose parallel pods would share a ReadWriteOnce checkpoint volume: pods on other
+nodes would hang in ContainerCreating on a Multi-Attach error.
+*/}}
+{{- define "cifar-ops.requireParallelSafeStorage" -}}
+{{- $checkpoints := .Values.storage.checkpoints }}
+{{- $parallel := gt (int (.Values.run.parallelism | default 1)) 1 }}
+{{- $shared := or (include "cifar-ops.objectStore" .) $checkpoints.existingClaim (has "ReadWriteMany" $checkpoints.accessModes) }}
+{{- if and .Values.run.search $parallel (not $shared) }}
+{{- fail "a search with parallelism > 1 cannot share a ReadWriteOnce checkpoint volume (pods on other nodes hang on Multi-Attach): set artifacts.uri to an object store, or give storage.checkpoints a ReadWriteMany claim (accessModes: [ReadWriteMany] with a storageClassName that supports it, or an existingClaim)" }}
+{{- end }}
+{{- end }}
+
 {{- define "cifar-ops.datasetClaim" -}}
 {{- default (printf "%s-dataset-cache" (include "cifar-ops.fullname" .)) .Values.storage.datasetCache.existingClaim }}
 {{- end }}
