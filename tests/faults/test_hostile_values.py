@@ -71,7 +71,10 @@ def benign_values(search: bool) -> dict[str, Any]:
     """Values that reach every template and every optional block of the chart."""
     run_ids = ["0" * 31 + "1", "0" * 31 + "2"]
     storage_claims = {"existingClaim": "shared-claim"} if search else {}
+    # an object store in the search (no checkpoint claim); the run keeps its claims
+    artifacts = {"artifacts": {"uri": "s3://ml-bucket/cifar-ops/runs"}} if search else {}
     return {
+        **artifacts,
         "nameOverride": "trainer" if search else "",
         "fullnameOverride": "" if search else "probe-ops",
         "image": {
@@ -147,6 +150,7 @@ def benign_values(search: bool) -> dict[str, Any]:
             "podAnnotations": {"example.com/owner": "ml"},
             "podLabels": {"team": "ml"},
             "extraEnv": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "2"}],
+            "queueName": "gpu-queue",
         },
         "storage": {
             "checkpoints": {
@@ -162,6 +166,7 @@ def benign_values(search: bool) -> dict[str, Any]:
                 "storageClassName": "fast-ssd",
                 "accessModes": ["ReadWriteOnce"],
             },
+            "scratch": {"sizeLimit": "20Gi"},
             "shm": {"sizeLimit": "2Gi"},
             "tmp": {"sizeLimit": "4Gi"},
         },
