@@ -25,7 +25,12 @@ from typing import Any, Protocol, runtime_checkable
 import keras
 import numpy as np
 
-from cifar_ops.checkpoints import RunDirectory, TrainingState, write_bytes_atomically
+from cifar_ops.checkpoints import (
+    EARLY_STOPPING_BEST,
+    RunDirectory,
+    TrainingState,
+    write_bytes_atomically,
+)
 from cifar_ops.errors import Preempted
 from cifar_ops.records import EpochRecord, RunSink
 
@@ -44,7 +49,7 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
     def __init__(self, run_dir: RunDirectory, restored: dict[str, Any] | None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.best_weights_path = run_dir.checkpoint_dir / "early-stopping-best.npz"
+        self.best_weights_path = run_dir.checkpoint_dir / EARLY_STOPPING_BEST
         self.restored = restored
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -163,7 +168,7 @@ class EpochCheckpoint:
         model: keras.Model,
         run_dir: RunDirectory,
         state: TrainingState,
-        resumables: dict[str, ResumableEarlyStopping | ResumablePlateau | BestModelCheckpoint],
+        resumables: dict[str, Resumable],
     ):
         self.model, self.run_dir, self.state, self.resumables = model, run_dir, state, resumables
 
@@ -184,6 +189,11 @@ class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def state(self) -> dict[str, Any]:
         return {"best": _plain(self.best)}
+
+
+Resumable = (
+    ResumableEarlyStopping | ResumablePlateau | BestModelCheckpoint
+)  # state() in the checkpoint
 
 
 def _metric(logs: dict[str, Any], key: str) -> float:

@@ -13,7 +13,6 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import keras
 import numpy as np
@@ -24,6 +23,7 @@ from cifar_ops.callbacks import (
     EpochCheckpoint,
     EpochListener,
     EpochRecorder,
+    Resumable,
     ResumableEarlyStopping,
     ResumablePlateau,
     SinkWriter,
@@ -227,8 +227,8 @@ def _phase_callbacks(
     state: TrainingState,
     run_dir: RunDirectory,
     best_model: BestModelCheckpoint,
-) -> dict[str, Any]:
-    resumables: dict[str, Any] = {"best_model": best_model}
+) -> dict[str, Resumable]:
+    resumables: dict[str, Resumable] = {"best_model": best_model}
     if phase.schedule.name == "plateau":
         resumables["plateau"] = ResumablePlateau(
             state.callbacks.get("plateau"),

@@ -142,13 +142,3 @@ def _info_labels(start: RunStart) -> dict[str, str]:
     if start.trial_index is not None:
         info["trial_index"] = str(start.trial_index)
     return info
-
-
-def as_float(value: object) -> float | None:
-    """A Keras log value as a float (NaN kept), or None when absent or not a number."""
-    if value is None:
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
