@@ -20,8 +20,9 @@ from cifar_ops.kube.jobstate import (
     run_ids_of,
 )
 from cifar_ops.kube.naming import LABEL_EXPERIMENT, LABEL_JOB_NAME, training_selector
+from cifar_ops.vocabulary import RunStatus
 
-SETTLED = frozenset({"succeeded", "failed", "cancelled"})
+SETTLED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
 @dataclass(frozen=True)

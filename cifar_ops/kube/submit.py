@@ -19,6 +19,7 @@ from cifar_ops.kube.values import (
     explicit_run_id,
 )
 from cifar_ops.search import register
+from cifar_ops.vocabulary import RunStatus
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ def submit_loaded(
     )
 
 
-REQUEUED = frozenset({"failed", "cancelled", "preempted"})  # a resubmission queues these again
+# a resubmission queues these again
+REQUEUED = frozenset({RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PREEMPTED})
 
 
 def _require_parallel_safe_storage(
