@@ -288,3 +288,18 @@ def test_config_resources_reach_the_pod_as_valid_fields() -> None:
         {"key": "spot", "value": "yes", "effect": "NoExecute", "tolerationSeconds": 60},
     ]
     assert pod["containers"][0]["image"] == f"registry.example.com:5000/ml/cifar-ops-gpu@{digest}"
+
+
+def test_pushgateway_credentials_reach_the_pod_from_a_secret_as_the_readme_says() -> None:
+    plan = build_plan(load_config(REPO / "jobs/configs/fast.yaml"))
+    values = build_values(plan)
+    readme = (REPO / "README.md").read_text()
+    snippet = readme.split("```yaml\njob:\n  extraEnv:\n", 1)[1].split("```", 1)[0]
+    values["job"]["extraEnv"] = yaml.safe_load("job:\n  extraEnv:\n" + snippet)["job"]["extraEnv"]
+    docs = render(values, plan.release)
+    validate_strictly(docs)
+    container = training_job(docs)["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item for item in container["env"]}
+    for name, key in (("USERNAME", "username"), ("PASSWORD", "password")):
+        ref = env[f"CIFAR_OPS_PUSHGATEWAY_{name}"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "pushgateway-auth", "key": key}
