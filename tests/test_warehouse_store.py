@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from cifar_ops.errors import WarehouseError
+from cifar_ops.errors import ConfigError, WarehouseError
 from cifar_ops.warehouse import Store, open_store, synthetic
 from cifar_ops.warehouse.migrate import upgrade_database
 from cifar_ops.warehouse.schema import metadata
@@ -213,3 +213,37 @@ def test_reporting_views_agree_with_the_tables(store: Store) -> None:
     assert [r[columns.index("run_id")] for r in ranked] == [s.run_id for s in reversed(search)]
     assert ranked[0][columns.index("search_method")] == "grid"
     assert store.experiments()[0].trial_count == 3
+
+
+def test_a_run_is_locked_from_start_to_finish(database_url: str) -> None:
+    upgrade_database(database_url)
+    start = synthetic.run_start("locked")
+    with open_store(database_url) as first, open_store(database_url) as second:
+        first.start_run(start)
+        with pytest.raises(WarehouseError, match="already running in another process"):
+            second.start_run(start)
+        first.finish_run(start.run_id, synthetic.finish())
+        second.start_run(start)  # finished here: the same config resumes there
+        assert second.get_run(start.run_id).summary.status == "running"
+    with open_store(database_url) as third:  # closing the store released its run
+        third.start_run(start)
+        third.finish_run(start.run_id, synthetic.finish())
+
+
+def test_a_run_id_with_another_config_hash_is_refused_and_left_unlocked(database_url: str) -> None:
+    upgrade_database(database_url)
+    start = synthetic.run_start("original")
+    with open_store(database_url) as store:
+        store.start_run(start)
+        store.log_epoch(start.run_id, synthetic.epoch(1))
+        store.finish_run(start.run_id, synthetic.finish())
+        other = replace(start, experiment="another", config_hash="f" * 64)
+        with pytest.raises(ConfigError, match="already exists in the warehouse") as refused:
+            store.start_run(other)
+        assert start.config_hash in str(refused.value) and "f" * 64 in str(refused.value)
+        assert "'original'" in str(refused.value) and "'another'" in str(refused.value)
+        summary = store.get_run(start.run_id).summary
+        assert (summary.experiment, summary.config_hash) == ("original", start.config_hash)
+        assert summary.status == "succeeded" and summary.epochs_logged == 1
+        with open_store(database_url) as elsewhere:  # the refusal kept no lock
+            elsewhere.start_run(start)
