@@ -4,6 +4,7 @@ them, renders repeat byte for byte, and a parallel search without shared storage
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from typer.testing import CliRunner
 
 from cifar_ops.cli import app
 from cifar_ops.config import load_config
+from cifar_ops.kube import helm
+from cifar_ops.kube.chartvalues import merge
 from cifar_ops.kube.values import derive_run_id
 from tests.conftest import REPO
 
@@ -263,3 +266,35 @@ def test_bad_run_id_exits_2(cli_runner: CliRunner, args: list[str], message: str
     result = cli_runner.invoke(app, ["submit", "--dry-run", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_merge_is_helms_merge_of_values_files(tmp_path: Path) -> None:
+    """Our one merged file renders exactly what helm renders from the files given separately."""
+    first = {
+        "run": {
+            "experiment": "probe",
+            "submission": "abcdef0123",
+            "trials": [{"runId": "0" * 32, "trial": "{}"}],
+        },
+        "image": {"repository": "registry.example.com/a", "tag": "1"},
+        "imagePullSecrets": [{"name": "one"}, {"name": "two"}],
+        "job": {"nodeSelector": {"pool": "gpu"}, "podLabels": {"team": "ml"}},
+    }
+    second = {
+        "image": {"tag": "2"},
+        "imagePullSecrets": [{"name": "three"}],
+        "job": {"nodeSelector": {"zone": "a"}, "podLabels": None},
+        "storage": {"checkpoints": {"size": "5Gi"}},
+    }
+
+    def template(*files: dict[str, Any]) -> str:
+        command = [helm.find_helm(), "template", "probe", str(helm.chart_dir())]
+        for index, values in enumerate(files):
+            command += ["-f", write(tmp_path / f"{index}.yaml", values)]
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        return result.stdout
+
+    merged = merge(first, second)
+    assert merged["job"]["nodeSelector"] == {"pool": "gpu", "zone": "a"}
+    assert template(merged) == template(first, second)
+    assert "team:" not in template(merged)  # null removes a default, as with helm
