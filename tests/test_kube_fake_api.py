@@ -403,6 +403,25 @@ async def test_status_lists_the_claims_the_chart_keeps(kmock: Any, env: Store) -
     assert "someone-elses" not in result.output and "--purge" in result.output
 
 
+async def test_status_without_leave_to_list_claims_still_shows_the_runs(
+    kmock: Any, env: Store
+) -> None:
+    plan, job = submitted(env, REPO / "jobs/configs/vgg10.yaml")
+    add_job(kmock, job, {"active": 1})
+    kmock["get", CLAIMS].override << 403 << {"kind": "Status", "code": 403, "reason": "Forbidden"}
+    result = await invoke("status", "vgg10")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("┏")  # the runs' table came first
+    assert "claims not listed: Kubernetes API refused to list PersistentVolumeClaims: 403" in (
+        " ".join(result.output.split())
+    )
+    result = await invoke("status", "vgg10", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["claims"] is None
+    assert [row["run_id"] for row in payload["runs"]] == [plan.runs[0].run_id]
+
+
 async def test_cancel_purge_deletes_only_the_experiments_claims(kmock: Any, env: Store) -> None:
     add_claims(kmock)
     plan, job = submitted(env, REPO / "jobs/configs/vgg10.yaml")
