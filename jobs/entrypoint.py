@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -43,6 +43,10 @@ from cifar_ops.errors import (
     WarehouseError,
 )
 from cifar_ops.vocabulary import ExecutorKind
+
+if TYPE_CHECKING:  # the runner imports TensorFlow: loaded only once a run starts
+    from cifar_ops.runner import RunOutcome
+    from cifar_ops.warehouse.store import Store
 
 EXIT_SUCCEEDED = 0
 EXIT_RUN_FAILED = 1
@@ -170,7 +174,7 @@ def train(pod_run: PodRun, database_url: str) -> int:
     return exit_code_of(outcome)
 
 
-def exit_code_of(outcome: Any) -> int:
+def exit_code_of(outcome: RunOutcome) -> int:
     """The exit code of a run that ended without raising.
 
     A diverged run (`outcome.diverged`: the loss became NaN) gets its own permanent code, since a
@@ -178,14 +182,14 @@ def exit_code_of(outcome: Any) -> int:
     """
     if outcome.status == "succeeded":
         return EXIT_SUCCEEDED
-    if getattr(outcome, "diverged", False):
+    if outcome.diverged:
         print(f"cifar-ops: run {outcome.run_id} diverged: {outcome.finish.reason}", file=sys.stderr)
         return EXIT_DIVERGED
     print(f"cifar-ops: run {outcome.run_id} failed: {outcome.finish.reason}", file=sys.stderr)
     return EXIT_RUN_FAILED
 
 
-def _mark(store: Any, run_id: str, status: str, reason: str) -> None:
+def _mark(store: Store, run_id: str, status: str, reason: str) -> None:
     """Best effort: the pod may be going away, and a retry marks the run running again."""
     try:
         store.set_status(run_id, status, reason)
