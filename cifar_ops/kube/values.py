@@ -7,6 +7,7 @@ import json
 import math
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from cifar_ops.config import RunConfig, SearchConfig
@@ -45,7 +46,7 @@ class SubmissionPlan:
     def release(self) -> str:
         return release_name(self.experiment)
 
-    @property
+    @cached_property
     def submission(self) -> str:
         """Names the Job and ConfigMap: a digest of everything the release renders from, so the
         same submission renders the same names, and any change (a pod template is immutable)
