@@ -17,7 +17,7 @@ from cifar_ops.cli import app
 from cifar_ops.config import load_config
 from cifar_ops.kube import helm
 from cifar_ops.kube.chartvalues import merge
-from cifar_ops.kube.values import derive_run_id
+from cifar_ops.kube.values import build_plan, build_values, derive_run_id
 from tests.conftest import REPO
 
 GRID = str(REPO / "jobs" / "configs" / "grids" / "conv4_sgd.yaml")
@@ -298,3 +298,15 @@ def test_merge_is_helms_merge_of_values_files(tmp_path: Path) -> None:
     assert merged["job"]["nodeSelector"] == {"pool": "gpu", "zone": "a"}
     assert template(merged) == template(first, second)
     assert "team:" not in template(merged)  # null removes a default, as with helm
+
+
+def test_plans_repeat_and_an_explicit_id_is_a_new_run() -> None:
+    search = load_config(GRID)
+    first, second = build_plan(search), build_plan(search)
+    assert [run.run_id for run in first.runs] == [run.run_id for run in second.runs]
+    assert build_values(first) == build_values(second) and first.job_name == second.job_name
+    single = load_config(VGG)
+    done = {single.config_hash()}
+    assert build_plan(single, done).runs == []  # the same run already succeeded
+    (again,) = build_plan(single, done, run_id="f" * 32).runs  # a new id: a new run
+    assert again.run_id == "f" * 32
