@@ -191,9 +191,8 @@ class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
         return {"best": _plain(self.best)}
 
 
-Resumable = (
-    ResumableEarlyStopping | ResumablePlateau | BestModelCheckpoint
-)  # state() in the checkpoint
+# the callbacks whose `state()` the checkpoint keeps
+Resumable = ResumableEarlyStopping | ResumablePlateau | BestModelCheckpoint
 
 
 def _metric(logs: dict[str, Any], key: str) -> float:
