@@ -109,13 +109,13 @@ def submit_loaded(
     connected = cluster.connect(namespace)
     preflight.require_no_active_job(connected, base.experiment)
     helm.template(plan.release, values, namespace)  # bad values fail here, before any row
+    remove_finished_job(connected, plan.job_name)
     if isinstance(loaded, SearchConfig):
         register(loaded, store)
     store.register_queued(build_run_starts(plan))
     for run in plan.runs:
         if getattr(existing.get(run.run_id), "status", None) in REQUEUED:
             store.set_status(run.run_id, "queued", "submitted again")
-    remove_finished_job(connected, plan.job_name)
     try:
         output = helm.upgrade_install(plan.release, values, namespace)
     except CifarOpsError as exc:
