@@ -355,3 +355,24 @@ def test_adamw_decays_inside_the_optimizer_so_kernels_carry_no_l2() -> None:
     assert l2_coefficient(OptimizerConfig(name="sgd", weight_decay=0.01)) == 0.01
     assert l2_coefficient(OptimizerConfig(name="adam", weight_decay=0.01)) == 0.01
     assert l2_coefficient(OptimizerConfig(name="adamw", weight_decay=0.01)) == 0.0
+
+
+def test_the_plan_holds_what_the_engine_reads_from_the_config() -> None:
+    from cifar_ops.plan import Phase
+
+    fine_tune = {"epochs": 2, "learning_rate": 1e-4, "unfreeze_layers": 5}
+    config = tiny_config(
+        train={"epochs": 3, "batch_size": 32, "fine_tune": fine_tune, "label_smoothing": 0.1},
+        schedule={"name": "plateau", "patience": 2},
+        optimizer={"name": "adamw", "weight_decay": 0.01},
+    )
+    model = nested_base_model(None, input_shape=(16, 16, 3), num_classes=4)
+    plan = build_plan(config, model, train_images=100)
+    first, tuning = plan.phases
+    assert first == Phase("train", 3, config.optimizer.learning_rate, config.schedule)
+    assert (tuning.name, tuning.epochs, tuning.learning_rate) == ("fine_tune", 2, 1e-4)
+    assert tuning.unfreeze_layers == 5 and tuning.schedule.name == "plateau"  # plateau carries on
+    assert plan.steps_per_epoch == 4 and plan.train_images == 100  # ceil(100 / 32)
+    assert plan.l2 == 0.0  # AdamW decays the weights itself
+    assert plan.label_smoothing == 0.1 and plan.monitor == "val_accuracy"
+    assert plan.phase("fine_tune") is tuning and plan.index("fine_tune") == 1
