@@ -16,6 +16,12 @@ weights match their digest; an unreadable one (truncated, zeroed, garbage) is sk
 warning for the one before it, and with none readable the run starts over from epoch 1 (its
 epochs are logged again under the same warehouse keys). A write that fails because the disk is
 full or read-only raises `StorageError`.
+
+When `CIFAR_OPS_ARTIFACTS` is an object-store URL the directory above lives in the local scratch
+dir (`settings.scratch_dir()`) and `storage.PublishedRun` mirrors it to `<url>/<run_id>/`: each
+checkpoint is uploaded after it is saved (its parts, then a manifest), config.json, classes.json
+and the models once written. A resume on an empty scratch dir first downloads the newest complete
+checkpoint (sha256 checked), so a pod on another node continues where the last one stopped.
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ import keras
 
 from cifar_ops.config import RunConfig
 from cifar_ops.errors import ConfigError, StorageError
-from cifar_ops.settings import artifacts_dir
+from cifar_ops.settings import artifacts_location, scratch_dir
+from cifar_ops.storage.published import PublishedRun
+from cifar_ops.storage.urls import is_url, join
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,7 @@ STATE_SUFFIX = ".state.json"
 WEIGHTS_SUFFIX = ".weights.h5"
 LEGACY_STATE = "state.json"  # one state file for the newest checkpoint, as older versions wrote
 TMP_PREFIX = "tmp-"
+EARLY_STOPPING_BEST = "early-stopping-best.npz"  # ResumableEarlyStopping's best weights
 # errno values that mean "this volume cannot take the write", not "this run is broken"
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
@@ -75,20 +84,42 @@ class TrainingState:
 class RunDirectory:
     """Paths of one run's artifacts, and durable writes and checked reads of its checkpoints."""
 
-    def __init__(self, run_id: str, root: Path | None = None):
+    def __init__(self, run_id: str, root: Path | None = None, remote: str | None = None):
+        """`root`: the local parent directory; `remote`: the artifacts URL the run publishes to.
+
+        Both default from the environment: a URL in `CIFAR_OPS_ARTIFACTS` is the remote and the
+        scratch dir the root; a path is the root and nothing is published.
+        """
         self.run_id = run_id
-        self.root = (root or artifacts_dir()) / run_id
+        if root is None:
+            location = artifacts_location()
+            if is_url(location):
+                root, remote = scratch_dir(), remote or location
+            else:
+                root = Path(location)
+        self.root = root / run_id
+        self.published = PublishedRun(join(remote, run_id)) if remote else None
         self.checkpoint_dir = self.root / "checkpoint"
         self.config_path = self.root / "config.json"
         self.classes_path = self.root / "classes.json"
         self.best_model_path = self.root / "best.keras"
         self.model_path = self.root / "model.keras"
         self._latest: Path | None = None  # state file of the newest complete checkpoint
+        self._latest_weights: Path | None = None  # and the weights it names
+
+    @property
+    def model_uri(self) -> str:
+        """Where the final model is kept: its object URL when published, else the local path."""
+        if self.published is not None:
+            return self.published.object_url(self.model_path.name)
+        return str(self.model_path.resolve())
 
     def create(self, config: RunConfig, class_names: list[str]) -> None:
         """Make the directory; refuse to resume a run id that was started with another config."""
         with storage_guard(self.root):
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if self.published is not None and not self.config_path.exists():
+            self.published.download(self.config_path.name, self.config_path)  # a resumed run's
         digest = config.config_hash()
         if self.config_path.exists():
             recorded = _json_or_none(self.config_path)
@@ -104,13 +135,19 @@ class RunDirectory:
         payload = {"config_hash": digest, "config": config.model_dump(mode="json")}
         write_text_atomically(self.config_path, json.dumps(payload, indent=2, sort_keys=True))
         write_text_atomically(self.classes_path, json.dumps(class_names))
+        if self.published is not None:
+            for path in (self.config_path, self.classes_path):
+                self.published.upload(path, path.name)
 
     def load_state(self) -> TrainingState | None:
         """The newest readable checkpoint, or None for a fresh start.
 
         Unreadable checkpoints are skipped with a warning; when there were some but none is
-        readable, the warning says the run starts over.
+        readable, the warning says the run starts over. A published run first downloads its
+        newest complete checkpoint from the store when that is newer than any here.
         """
+        if self.published is not None:
+            self.published.restore_newest(self.root, self._newest_local_order())
         candidates: list[tuple[TrainingState, Path]] = []
         skipped = 0
         for path in self._state_files():
@@ -128,7 +165,7 @@ class RunDirectory:
                     self.checkpoint_dir,
                     self.run_id,
                 )
-            self._latest = None
+            self._latest = self._latest_weights = None
             return None
         state, path = candidates[0]
         if skipped:
@@ -138,7 +175,7 @@ class RunDirectory:
                 path.name,
                 state.epochs_done,
             )
-        self._latest = path
+        self._latest, self._latest_weights = path, self.weights_path(state)
         return state
 
     def weights_path(self, state: TrainingState) -> Path:
@@ -157,12 +194,12 @@ class RunDirectory:
         write_text_atomically(state_path, json.dumps(asdict(state), allow_nan=True))
         keep = {state_path, self.checkpoint_dir / state.weights_file}
         if self._latest is not None and self._latest != state_path:
-            keep.add(self._latest)
-            previous, _ = self._read_checkpoint(self._latest)
-            if previous is not None and previous.weights_file:
-                keep.add(self.checkpoint_dir / previous.weights_file)
-        self._latest = state_path
+            keep |= {self._latest, *([self._latest_weights] if self._latest_weights else [])}
+        previous = self._latest
+        self._latest, self._latest_weights = state_path, self.weights_path(state)
         self._prune(keep)
+        if self.published is not None:
+            self._publish(stem, state, previous)
 
     def save_model(self, model: keras.Model) -> None:
         """Write model.keras durably: a reader never finds half a model under the final name."""
@@ -177,6 +214,38 @@ class RunDirectory:
                 tmp.unlink(missing_ok=True)
                 raise
             fsync_directory(self.root)
+        if self.published is not None:
+            self.published.upload(self.model_path, self.model_path.name)
+            if self.best_model_path.exists():
+                self.published.upload(self.best_model_path, self.best_model_path.name)
+
+    def _publish(self, stem: str, state: TrainingState, previous: Path | None) -> None:
+        """Upload this checkpoint (weights, state, the best model and best weights so far)."""
+        assert self.published is not None and state.weights_file is not None
+        parts = [
+            self.checkpoint_dir / f"{stem}{STATE_SUFFIX}",
+            self.checkpoint_dir / state.weights_file,
+        ]
+        parts += [
+            p
+            for p in (self.checkpoint_dir / EARLY_STOPPING_BEST, self.best_model_path)
+            if p.exists()
+        ]
+        self.published.publish_checkpoint(
+            self.root, stem, state.order, [str(p.relative_to(self.root)) for p in parts]
+        )
+        keep = {stem}
+        if previous is not None and previous.name.endswith(STATE_SUFFIX):
+            keep.add(previous.name.removesuffix(STATE_SUFFIX))
+        self.published.prune_checkpoints(keep)
+
+    def _newest_local_order(self) -> tuple[int, bool] | None:
+        orders = [
+            state.order
+            for path in self._state_files()
+            if (state := self._read_checkpoint(path)[0]) is not None
+        ]
+        return max(orders) if orders else None
 
     def _state_files(self) -> list[Path]:
         if not self.checkpoint_dir.is_dir():

@@ -12,6 +12,7 @@ import typer
 
 from cifar_ops import __version__
 from cifar_ops.commands import (
+    artifact_cmds,
     config_cmds,
     db_cmds,
     kube_cmds,
@@ -48,6 +49,7 @@ def _root(
 
 
 training_cmds.register(app)
+artifact_cmds.register(app)
 config_cmds.register(app)
 kube_cmds.register(app)
 metrics_cmds.register(app)

@@ -17,6 +17,7 @@ import numpy as np
 from cifar_ops.config import DataConfig
 from cifar_ops.errors import DataError, ModelError
 from cifar_ops.records import EvaluationRecord
+from cifar_ops.redaction import redact_url
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def predict_files(saved: SavedModel, images: list[Path]) -> list[ImagePrediction
 
 
 def evaluate_saved_model(
-    saved: SavedModel, data_dir: Path | None, split: str = "test", *, bins: int = 15
+    saved: SavedModel, data_dir: str | Path | None, split: str = "test", *, bins: int = 15
 ) -> EvaluationRecord:
     """Score a saved model on one split of an image folder or the CIFAR-10 archive."""
     from cifar_ops.data import load_dataset
@@ -114,7 +115,7 @@ def evaluate_saved_model(
 
     data, seed = data_config_for(saved, data_dir)
     dataset = load_dataset(data, seed)
-    where = str(data_dir) if data_dir is not None else f"the {data.source} data"
+    where = redact_url(str(data_dir)) if data_dir is not None else f"the {data.source} data"
     if dataset.class_names != saved.class_names:
         names = saved.path.parent / "classes.json"
         source = str(names) if names.is_file() else f"numbered: no {names.name} beside the model"
@@ -157,8 +158,14 @@ def tta_of(saved: SavedModel) -> str:
     return str(level)
 
 
-def data_config_for(saved: SavedModel, data_dir: Path | None) -> tuple[DataConfig, int]:
-    """The run's data settings pointed at `data_dir`: a CIFAR-10 archive dir, else a folder."""
+def data_config_for(saved: SavedModel, data_dir: str | Path | None) -> tuple[DataConfig, int]:
+    """The run's data settings pointed at `data_dir`: a CIFAR-10 archive dir, else a folder.
+
+    Without `data_dir`, the run's own source; a folder only when it is an object-store URL (a
+    local folder of the training machine is not assumed to be here).
+    """
+    from cifar_ops.storage.urls import is_url
+
     recorded = dict((saved.run_config or {}).get("data") or {})
     seed = int((saved.run_config or {}).get("seed", 42))
     recorded.pop("limit", None)
@@ -169,9 +176,14 @@ def data_config_for(saved: SavedModel, data_dir: Path | None) -> tuple[DataConfi
                 f"--data-dir is required: {saved.path.parent / 'config.json'} (the run's data "
                 "settings) is missing or unreadable"
             )
-        if recorded.get("source") not in ("cifar10", "synthetic"):
+        if recorded.get("source") not in ("cifar10", "synthetic") and not is_url(
+            recorded.get("dir")
+        ):
             raise DataError("--data-dir is required: the model's run read an image folder")
+    elif is_url(str(data_dir)):
+        recorded["source"], recorded["dir"] = "folder", str(data_dir)
     else:
+        data_dir = Path(data_dir)
         if not data_dir.is_dir():
             raise DataError(f"{data_dir}: no such data directory")
         recorded["source"] = "cifar10" if _looks_like_cifar10(data_dir) else "folder"

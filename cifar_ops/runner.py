@@ -185,7 +185,7 @@ def _train_and_evaluate(
         test_loss=record.loss,
         test_accuracy=record.accuracy,
         overfitting_gap=scores["train"].accuracy - record.accuracy,
-        artifact_uri=str(run_dir.model_path.resolve()),
+        artifact_uri=run_dir.model_uri,
         param_count=start.param_count,
         finished_at=datetime.now(UTC),
     )

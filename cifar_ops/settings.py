@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite:///cifar-ops.db"
@@ -13,9 +14,27 @@ def database_url() -> str:
     return os.environ.get("CIFAR_OPS_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+def artifacts_location() -> str:
+    """Where run artifacts (checkpoints, `.keras` models) go: `CIFAR_OPS_ARTIFACTS`, else ./runs.
+
+    A local path, or an object-store URL (`s3://bucket/prefix`, `gs://`, `az://`): then a run
+    writes to `scratch_dir()` and publishes there.
+    """
+    return os.environ.get("CIFAR_OPS_ARTIFACTS") or "runs"
+
+
 def artifacts_dir() -> Path:
-    """Where run artifacts (checkpoints, `.keras` models) go: `CIFAR_OPS_ARTIFACTS`, else ./runs."""
-    return Path(os.environ.get("CIFAR_OPS_ARTIFACTS") or "runs")
+    """The local artifacts directory (`artifacts_location()` when it is a path)."""
+    return Path(artifacts_location())
+
+
+def scratch_dir() -> Path:
+    """Local working copy of runs whose artifacts go to an object store: `CIFAR_OPS_SCRATCH_DIR`.
+
+    Default: `cifar-ops-scratch` in the system temp directory. A pod mounts an emptyDir here.
+    """
+    default = Path(tempfile.gettempdir()) / "cifar-ops-scratch"
+    return Path(os.environ.get("CIFAR_OPS_SCRATCH_DIR") or default)
 
 
 def data_cache_dir() -> Path:

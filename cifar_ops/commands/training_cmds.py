@@ -26,6 +26,7 @@ from cifar_ops.commands.output import (
 )
 from cifar_ops.errors import ConfigError, Preempted
 from cifar_ops.formatting import pct
+from cifar_ops.redaction import redact_url
 from cifar_ops.vocabulary import HEADLINE_METRICS
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -40,7 +41,9 @@ def register(app: typer.Typer) -> None:
 def run(
     config: Path = CONFIG_OPTION,
     overrides: list[str] = SET_OPTION,
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Sets data.dir."),
+    data_dir: str | None = typer.Option(
+        None, "--data-dir", help="Sets data.dir (a path or s3://bucket/prefix/)."
+    ),
     run_id: str | None = typer.Option(None, "--run-id", help="Resume or name this run."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve /metrics."),
     parallel: int = typer.Option(1, "--parallel", min=1, help="Search trials at once."),
@@ -97,19 +100,26 @@ def run(
         raise typer.Exit(1)
 
 
+MODEL_HELP = "A .keras file, an object URL (s3://.../model.keras) or a run id (or prefix)."
+
+
 def evaluate(
-    model: Path = typer.Argument(..., help="A saved .keras model."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Image folder or CIFAR dir."),
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    data_dir: str | None = typer.Option(
+        None, "--data-dir", help="Image folder or CIFAR dir (a path or s3://bucket/prefix/)."
+    ),
     split: str = typer.Option("test", "--split", help="train, validation or test."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Evaluate a saved model on a dataset: accuracy, loss and per-class metrics."""
     from cifar_ops.inference import evaluate_saved_model, load_saved_model
+    from cifar_ops.storage.models import local_model
 
-    saved = load_saved_model(model)
+    saved = load_saved_model(local_model(model))
     record = evaluate_saved_model(saved, data_dir, split)
+    model = redact_url(model)
     payload = {
-        "model": str(model),
+        "model": model,
         "split": record.split,
         "images": int(record.confusion.sum()),
         "accuracy": record.accuracy,
@@ -148,14 +158,15 @@ def evaluate(
 
 
 def predict(
-    model: Path = typer.Argument(..., help="A saved .keras model."),
+    model: str = typer.Argument(..., help=MODEL_HELP),
     images: list[Path] = typer.Argument(..., help="Image files of any size and mode."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Class probabilities for image files, resized to the model's input."""
     from cifar_ops.inference import load_saved_model, predict_files
+    from cifar_ops.storage.models import local_model
 
-    saved = load_saved_model(model)
+    saved = load_saved_model(local_model(model))
     predictions = predict_files(saved, list(images))
     if as_json:
         print_json([p.__dict__ for p in predictions])

@@ -61,7 +61,8 @@ class Strict(BaseModel):
 
 class DataConfig(Strict):
     source: Literal["cifar10", "folder", "synthetic"] = "cifar10"
-    dir: str | None = None  # folder root, or where cifar-10-python.tar.gz lies / is cached
+    dir: str | None = None  # folder root (a path or s3://bucket/prefix/), or where the archive lies
+    archive: str | None = None  # cifar10: the archive's URL (s3://, https://) instead of Toronto's
     limit: PositiveInt | None = None  # cap on images per split (smoke runs)
     validation_split: OpenFraction = 0.2  # of the training images, stratified
     test_split: OpenFraction = 0.2  # held out when the source has no test split
@@ -385,7 +386,9 @@ class RunConfig(Strict):
 
     def config_hash(self) -> str:
         """Stable SHA-256 of what the run computes (not where it runs or how it is watched)."""
-        payload = self.model_dump(mode="json", exclude=_UNHASHED)
+        # data.archive says where the (checksummed) archive is fetched from, not what is computed
+        exclude = {**dict.fromkeys(_UNHASHED, True), "data": {"archive"}}
+        payload = self.model_dump(mode="json", exclude=exclude)
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -2,11 +2,13 @@
 
 Looked for, in order, in `data.dir` and then the data cache: an extracted `cifar-10-batches-py/`
 or `cifar-10-python.tar.gz`. Missing everywhere, it is downloaded into `data.dir` (when given)
-or the data cache. The archive is read in place; nothing is extracted.
+or the data cache, from `data.archive` when set (an object URL or a mirror), else from Toronto.
+The archive is read in place; nothing is extracted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -23,6 +25,9 @@ import numpy as np
 from cifar_ops import settings
 from cifar_ops.data.splits import Part, SourceData
 from cifar_ops.errors import DataError
+from cifar_ops.redaction import redact_url
+from cifar_ops.storage import objects
+from cifar_ops.storage.urls import is_url
 
 # Module attributes (not constants baked into functions) so a mirror or a test can point elsewhere.
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -34,9 +39,13 @@ TEST_BATCH = "test_batch"
 DOWNLOAD_TIMEOUT_S = 30
 
 
-def load_cifar10(data_dir: str | None) -> SourceData:
-    """The 50,000 training and 10,000 test images of the official archive."""
-    location = locate_or_download(data_dir)
+def load_cifar10(data_dir: str | None, *, archive: str | None = None) -> SourceData:
+    """The 50,000 training and 10,000 test images of the official archive.
+
+    `archive` (`data.archive`) is where to fetch it when it is not here: an object URL
+    (s3://bucket/cifar-10-python.tar.gz) or a mirror's https URL, for a cluster with no internet.
+    """
+    location = locate_or_download(data_dir, archive=archive)
     batches = dict(_read_batches(location))
     meta = batches.pop("batches.meta", None)
     if meta is None or any(name not in batches for name in (*TRAIN_BATCHES, TEST_BATCH)):
@@ -59,8 +68,13 @@ def load_cifar10(data_dir: str | None) -> SourceData:
     )
 
 
-def locate_or_download(data_dir: str | None) -> Path:
+def locate_or_download(data_dir: str | None, *, archive: str | None = None) -> Path:
     """The extracted folder or archive to read, downloading the archive if it is nowhere."""
+    if is_url(data_dir):
+        raise DataError(
+            f"data.dir {redact_url(data_dir or '')}: the cifar10 source reads a local folder; "
+            "put the archive's URL in data.archive (or use data.source: folder for images)"
+        )
     cache = settings.data_cache_dir()
     candidates = [Path(data_dir).expanduser()] if data_dir else []
     candidates.append(cache)
@@ -73,7 +87,7 @@ def locate_or_download(data_dir: str | None) -> Path:
             return folder / ARCHIVE_NAME
         if folder.is_file() and folder.name.endswith(".tar.gz"):
             return folder
-    return download_archive(candidates[0], url=CIFAR10_URL, md5=CIFAR10_MD5)
+    return download_archive(candidates[0], url=archive or CIFAR10_URL, md5=CIFAR10_MD5)
 
 
 def download_archive(folder: Path, *, url: str, md5: str) -> Path:
@@ -96,25 +110,34 @@ def download_archive(folder: Path, *, url: str, md5: str) -> Path:
         digest = hashlib.md5()
         with (
             os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+            _open(url) as response,
         ):
             for chunk in iter(lambda: response.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != md5:
             raise DataError(
-                f"{url}: downloaded file has md5 {digest.hexdigest()}, expected {md5} (a broken "
-                f"or tampered download; it was deleted); retry, or {how_to_supply}"
+                f"{redact_url(url)}: downloaded file has md5 {digest.hexdigest()}, expected "
+                f"{md5} (a broken or tampered download; it was deleted); retry, or {how_to_supply}"
             )
         os.replace(tmp, target)
         return target
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DataError(
-            f"cannot download CIFAR-10 from {url} ({reason}); offline? {how_to_supply}"
+            f"cannot download CIFAR-10 from {redact_url(url)} ({reason}); offline? {how_to_supply}"
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _open(url: str) -> contextlib.AbstractContextManager[Any]:
+    """A binary stream of `url`: http(s) through urllib, an object store through fsspec."""
+    if not is_url(url) or url.lower().startswith(("http://", "https://")):
+        return urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
+    fs, path = objects.filesystem(url)
+    with objects.failing_as_storage("read", url):
+        return fs.open(path, "rb")
 
 
 def _read_batches(location: Path) -> Iterator[tuple[str, dict[bytes, Any]]]:

@@ -76,7 +76,7 @@ def load_dataset(data: DataConfig, seed: int) -> Dataset:
 
 def _read_source(data: DataConfig, seed: int) -> SourceData:
     if data.source == "cifar10":
-        return load_cifar10(data.dir)
+        return load_cifar10(data.dir, archive=data.archive)
     if data.source == "folder":
         assert data.dir is not None  # DataConfig requires it for this source
         return load_folder(data.dir, data.image_size)

@@ -1,4 +1,5 @@
-"""An image folder: `<root>/<split>/<class>/*.jpg|png` or `<root>/<class>/*` (no split dirs).
+"""An image folder: `<root>/<split>/<class>/*.jpg|png` or `<root>/<class>/*` (no split dirs),
+on disk or in an object store.
 
 Images of any size and mode are decoded (lazily, only those a run keeps) and resized to
 `data.image_size`. Class names are the sorted folder names across all splits.
@@ -11,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from cifar_ops.data.images import IMAGE_SUFFIXES, load_image_files
+from cifar_ops.data.remote import load_remote_folder
 from cifar_ops.data.splits import Part, SourceData
 from cifar_ops.errors import DataError
+from cifar_ops.storage.urls import is_url
 
 # Folder name -> split; `val` and `valid` are the common spellings of `validation`.
 SPLIT_DIRS = {
@@ -29,7 +32,12 @@ LAYOUT_HINT = (
 
 
 def load_folder(root_text: str, image_size: int) -> SourceData:
-    """Scan the tree; each split's images are decoded when `Part.load` is called."""
+    """Scan the tree; each split's images are decoded when `Part.load` is called.
+
+    An object-store URL (`s3://bucket/prefix/`) is read through a local mirror (data/remote.py).
+    """
+    if is_url(root_text):
+        return load_remote_folder(root_text, image_size)
     root = Path(root_text).expanduser()
     if not root.is_dir():
         what = "is a file, not a directory" if root.exists() else "no such directory"
