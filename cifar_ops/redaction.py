@@ -29,8 +29,9 @@ _QUERY_SECRET = re.compile(
 
 def redact_url(url: str) -> str:
     """`url` with every password (user info and query string) replaced by ***."""
-    text = _USERINFO.sub(_hide_password, url)
-    return _QUERY_SECRET.sub(lambda m: m.group("key") + MASK, text)
+    # The query first: a query password holding an `@` would otherwise look like user info.
+    text = _QUERY_SECRET.sub(lambda m: m.group("key") + MASK, url)
+    return _USERINFO.sub(_hide_password, text)
 
 
 def has_credentials(url: str) -> bool:

@@ -21,6 +21,7 @@ LEAKY = [
     ),
     ("postgresql://h/db?user=u&password=PW", "postgresql://h/db?user=u&password=***"),
     ("http://gw:PW@pushgateway:9091", "http://gw:***@pushgateway:9091"),
+    ("postgresql://u@h/db?password=PW@x", "postgresql://u@h/db?password=***"),
 ]
 
 
@@ -52,3 +53,13 @@ def test_a_url_that_does_not_parse_is_refused_without_its_password() -> None:
     with pytest.raises(WarehouseError) as caught:
         dialect_of('"postgresql+psycopg2://u:PW@h:5/db"')
     assert SECRET not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_an_unescaped_at_in_the_password_is_refused_before_the_driver_sees_it() -> None:
+    with pytest.raises(WarehouseError, match="more than one '@'.*%40") as caught:
+        dialect_of("postgresql+psycopg2://u:PW@tail@h:5/db")
+    assert "PW" not in str(caught.value) and "tail" not in str(caught.value)
+
+
+def test_a_sqlite_path_may_hold_at_signs() -> None:
+    assert dialect_of("sqlite:////data/a@b/runs@1.db") == "sqlite"

@@ -32,7 +32,17 @@ def driver_reason(exc: BaseException) -> str:
 
 
 def dialect_of(url: str) -> str:
-    """`postgresql` or `sqlite`; anything else is refused with the allowed forms."""
+    """`postgresql` or `sqlite`; anything else is refused with the allowed forms.
+
+    A second `@` in a server URL (one in a password, unescaped) is refused too: the parser would
+    take the rest of the password for the host, and the driver's error would print it.
+    """
+    scheme, _, rest = url.strip().partition("://")
+    if not scheme.startswith("sqlite") and rest.count("@") > 1:
+        raise WarehouseError(
+            f"CIFAR_OPS_DATABASE_URL {masked(url)!r} has more than one '@': write an '@' inside "
+            "the user, password or query as %40"
+        )
     try:
         name = make_url(url).get_backend_name()
     except ArgumentError as exc:

@@ -26,8 +26,8 @@ from tests import pg_server
 from tests.faults.warehouse_runs import cifar_ops, tiny_config
 from tests.monitoring_support import GATEWAY_PASSWORD, GATEWAY_USER, http_get, pushgateway
 
-DB_PASSWORD = "pg-S3cret-w1th@sign"
-SECRETS = (DB_PASSWORD, quote(DB_PASSWORD, safe=""), "pg-S3cret", GATEWAY_PASSWORD)
+DB_PASSWORD = "pg-S3cret@Xq9zK"  # either side of its `@` is a secret
+SECRETS = (DB_PASSWORD, quote(DB_PASSWORD, safe=""), "pg-S3cret", "Xq9zK", GATEWAY_PASSWORD)
 
 
 @pytest.fixture
@@ -109,18 +109,21 @@ def test_a_run_with_secret_bearing_settings_prints_logs_and_stores_no_secret(
     assert not leaked(dump)
 
 
+@pytest.mark.parametrize("password", [DB_PASSWORD, "pg-S3cret-Xq9zK"])
 @pytest.mark.parametrize(
     "written",
     [
         '"postgresql+psycopg2://u:{pw}@127.0.0.1:1/db"',
         " postgresql+psycopg2://u:{pw}@127.0.0.1:1/db",
         "u:{pw}@127.0.0.1/db",
-        "postgresql+psycopg2://u:{pw}@127.0.0.1:1/db",  # unescaped @ inside the password
+        "postgresql+psycopg2://u:{pw}@127.0.0.1:1/db",
         "postgresql+psycopg2://u@127.0.0.1:1/db?password={pw}",
     ],
 )
-def test_a_warehouse_url_that_fails_is_named_without_its_password(written: str) -> None:
-    done = cifar_ops(written.format(pw=DB_PASSWORD), "runs", "list", timeout=60)
+def test_a_warehouse_url_that_fails_is_named_without_its_password(
+    written: str, password: str
+) -> None:
+    done = cifar_ops(written.format(pw=password), "runs", "list", timeout=60)
     assert done.returncode == 4, done.stdout + done.stderr
     assert done.stderr.startswith("error: ") and "***" in done.stderr
     assert not leaked(done.stdout + done.stderr), done.stderr
