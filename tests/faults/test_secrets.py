@@ -23,10 +23,15 @@ from sqlalchemy.engine import make_url
 
 from cifar_ops.warehouse.migrate import upgrade_database
 from tests import pg_server
-from tests.faults.warehouse_runs import cifar_ops, tiny_config
+from tests.faults.warehouse_runs import cifar_ops, python, tiny_config
 from tests.monitoring_support import GATEWAY_PASSWORD, GATEWAY_USER, http_get, pushgateway
 
 DB_PASSWORD = "pg-S3cret@Xq9zK"  # either side of its `@` is a secret
+# The CLI with every logger (SQLAlchemy, urllib3, cifar_ops, ...) at DEBUG on stderr.
+DEBUG_LOGGING_CLI = (
+    "import logging; logging.basicConfig(level=logging.DEBUG); "
+    "from cifar_ops.cli import main; main()"
+)
 SECRETS = (DB_PASSWORD, quote(DB_PASSWORD, safe=""), "pg-S3cret", "Xq9zK", GATEWAY_PASSWORD)
 
 
@@ -73,11 +78,15 @@ def test_a_run_with_secret_bearing_settings_prints_logs_and_stores_no_secret(
     (tmp_path / "gateway").mkdir()
     with pushgateway(tmp_path / "gateway", basic_auth=True) as gateway:
         overrides = ["--set", "train.epochs=1", "--set", f"monitoring.pushgateway={gateway}"]
-        run = cifar_ops(
-            url, "run", "-c", str(config), *overrides, "--metrics-port", "0", "--run-id", run_id
+        run = python(
+            "-c",
+            DEBUG_LOGGING_CLI,
+            *("run", "-c", str(config), *overrides, "--metrics-port", "0", "--run-id", run_id),
+            url=url,
         )
         outputs["run"] = run.stdout + run.stderr
         assert run.returncode == 0, outputs["run"][-3000:]
+        assert "DEBUG" in run.stderr  # every logger's records are in what is searched
         assert run_id in run.stdout
 
         auth = (GATEWAY_USER, GATEWAY_PASSWORD)
