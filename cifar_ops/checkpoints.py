@@ -43,6 +43,7 @@ import keras
 
 from cifar_ops.config import RunConfig
 from cifar_ops.errors import ConfigError, StorageError
+from cifar_ops.redaction import has_credentials, redact_url
 from cifar_ops.settings import artifacts_location, scratch_dir
 from cifar_ops.storage.published import PublishedRun
 from cifar_ops.storage.urls import is_url, join
@@ -93,6 +94,11 @@ class RunDirectory:
         self.run_id = run_id
         if root is None:
             location = artifacts_location()
+            if has_credentials(location):
+                raise ConfigError(
+                    f"CIFAR_OPS_ARTIFACTS={redact_url(location)} carries credentials: give them "
+                    "through the environment (AWS_* from a Secret) or the pod's identity"
+                )
             if is_url(location):
                 root, remote = scratch_dir(), remote or location
             else:

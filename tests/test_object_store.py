@@ -265,3 +265,33 @@ def test_a_store_failure_is_one_line_naming_the_object_and_no_secret(
 def test_an_unknown_scheme_names_the_package_to_install() -> None:
     with pytest.raises(StorageError, match=r"install .*"):
         objects.read_bytes("nosuchscheme://bucket/x")
+
+
+def test_credentials_in_a_location_are_refused_without_being_echoed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cifar_ops.config import load_config
+    from cifar_ops.errors import ConfigError
+
+    config = tiny_config_file(
+        tmp_path / "c.yaml", data={"source": "folder", "dir": f"s3://AKIA:{FAKE_SECRET}@b/x"}
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, [])
+    assert "data.dir" in str(caught.value) and FAKE_SECRET not in str(caught.value)
+    with pytest.raises(ConfigError, match="data.archive"):
+        load_config(
+            config,
+            [
+                "data.source=cifar10",
+                "data.dir=null",
+                f"data.archive=s3://b/a.tar.gz?secret={FAKE_SECRET}",
+            ],
+        )
+
+    monkeypatch.setenv("CIFAR_OPS_ARTIFACTS", f"s3://AKIA:{FAKE_SECRET}@bucket/runs")
+    with pytest.raises(
+        ConfigError, match="CIFAR_OPS_ARTIFACTS=s3://AKIA:\\*\\*\\*@bucket"
+    ) as raised:
+        RunDirectory(uuid.uuid4().hex)
+    assert FAKE_SECRET not in str(raised.value)

@@ -34,7 +34,7 @@ from cifar_ops.kube.grammar import (
 )
 from cifar_ops.kube.grammar import LabelValue as LabelText
 from cifar_ops.redaction import has_credentials
-from cifar_ops.vocabulary import ExecutorKind, SearchMethod
+from cifar_ops.vocabulary import ExecutorKind, SearchMethod, SearchPruner
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 OpenFraction = Annotated[float, Field(gt=0.0, lt=1.0)]
@@ -69,6 +69,18 @@ class DataConfig(Strict):
     image_size: ImageSize = 32  # pixels; folder images are resized to this square
     synthetic_images: Annotated[int, Field(ge=1, le=1_000_000)] = 2000  # synthetic source: total
     num_classes: Annotated[int, Field(ge=2, le=1000)] = 10  # synthetic only; others read the data
+
+    @field_validator("dir", "archive")
+    @classmethod
+    def _no_credentials_in_the_location(cls, location: str | None) -> str | None:
+        """A config is stored and shown: object-store keys come from the environment only."""
+        if location is not None and has_credentials(location):
+            raise ValueError(
+                "a location with a user, password or secret in it is refused (configs are "
+                "stored and shown): give object-store credentials through the environment "
+                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from a Secret) or the pod's identity"
+            )
+        return location
 
     @model_validator(mode="after")
     def _folder_needs_dir(self) -> DataConfig:
@@ -414,12 +426,42 @@ class Distribution(Strict):
         return self
 
 
+class PruningSpec(Strict):
+    """The pruner's settings, in epochs and trials (Optuna's names in the comments)."""
+
+    min_epochs: PositiveInt = 1  # asha/hyperband min_resource; median n_warmup_steps + 1
+    reduction_factor: Annotated[int, Field(ge=2, le=16)] = 3  # asha/hyperband
+    warmup_trials: Annotated[int, Field(ge=0, le=1000)] = 3  # median n_startup_trials
+
+
 class SearchSpec(Strict):
     method: SearchMethod = SearchMethod.GRID
     parameters: dict[str, list[Any] | Distribution]  # dotted run-config key -> values or range
-    trials: PositiveInt | None = None  # random: how many; grid: derived (both capped)
-    seed: int = 0  # random: sampling seed
+    trials: PositiveInt | None = None  # random/tpe/cmaes: how many; grid: derived (all capped)
+    seed: int = 0  # random/tpe/cmaes: sampling seed
     parallelism: PositiveInt = 1  # trials at once (Indexed Job parallelism, local --parallel)
+    pruner: SearchPruner = SearchPruner.NONE  # stops losing trials after an epoch
+    pruning: PruningSpec = PruningSpec()
+    metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"  # reported every epoch
+    direction: Literal["maximize", "minimize"] | None = None  # default: by the metric
+    heartbeat_seconds: Annotated[int, Field(ge=1, le=3600)] = 60  # a live trial's heartbeat
+    grace_seconds: Annotated[int, Field(ge=2, le=86400)] | None = None  # default 3 heartbeats
+
+    @property
+    def adaptive(self) -> bool:
+        """Trials picked from earlier results (tpe, cmaes): none is known up front."""
+        return self.method in (SearchMethod.TPE, SearchMethod.CMAES)
+
+    @property
+    def uses_study(self) -> bool:
+        """Run through an Optuna study in the warehouse: an adaptive method, or any pruner."""
+        return self.adaptive or self.pruner != SearchPruner.NONE
+
+    @property
+    def objective_direction(self) -> str:
+        if self.direction is not None:
+            return self.direction
+        return "minimize" if self.metric == "val_loss" else "maximize"
 
     @model_validator(mode="after")
     def _method_fits(self) -> SearchSpec:
@@ -432,7 +474,9 @@ class SearchSpec(Strict):
             if self.trials is not None:
                 raise ValueError("search.trials is for method 'random'; a grid runs every point")
         elif self.trials is None:
-            raise ValueError("search.trials is required when search.method is 'random'")
+            raise ValueError(f"search.trials is required when search.method is '{self.method}'")
+        if self.grace_seconds is not None and self.grace_seconds <= self.heartbeat_seconds:
+            raise ValueError("search.grace_seconds must exceed search.heartbeat_seconds")
         return self
 
 
