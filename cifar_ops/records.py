@@ -43,6 +43,7 @@ class RunStart:
     status: RunStatus = RunStatus.RUNNING
     trial_index: int | None = None
     trial_params: dict[str, Any] | None = None
+    trial_number: int | None = None  # the Optuna trial running it (a retry gets a new number)
     git_sha: str | None = None
     dataset_fingerprint: str | None = None
     executor: ExecutorKind = ExecutorKind.LOCAL
@@ -137,6 +138,7 @@ class RunFinish:
     overfitting_gap: float | None = None  # train accuracy minus test (else validation) accuracy
     artifact_uri: str | None = None
     param_count: int | None = None
+    pruned_epoch: int | None = None  # the epoch after which the search's pruner stopped it
     finished_at: datetime | None = None
 
 

@@ -20,6 +20,7 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     PREEMPTED = "preempted"
+    PRUNED = "pruned"  # a search's pruner stopped it early: a result, not a failure
 
     @property
     def is_terminal(self) -> bool:
@@ -27,7 +28,13 @@ class RunStatus(StrEnum):
 
 
 TERMINAL_STATUSES: frozenset[RunStatus] = frozenset(
-    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PREEMPTED}
+    {
+        RunStatus.SUCCEEDED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.PREEMPTED,
+        RunStatus.PRUNED,
+    }
 )
 
 
@@ -39,10 +46,22 @@ class ExecutorKind(StrEnum):
 
 
 class SearchMethod(StrEnum):
-    """How a search picks its trials."""
+    """How a search picks its trials: grid and random list them up front, tpe and cmaes (Optuna's
+    samplers) pick each from the results so far."""
 
     GRID = "grid"
     RANDOM = "random"
+    TPE = "tpe"
+    CMAES = "cmaes"
+
+
+class SearchPruner(StrEnum):
+    """What stops a search's losing trials early (Optuna's pruners); none runs every epoch."""
+
+    NONE = "none"
+    MEDIAN = "median"
+    ASHA = "asha"
+    HYPERBAND = "hyperband"
 
 
 #: The headline numbers of a finished run: `records.RunFinish` fields, `model_info` columns, and

@@ -56,6 +56,7 @@ _VIEWS_0002 = {
 EXPECTED_AFTER: dict[str, tuple[set[str], set[str]]] = {
     "0001": (_TABLES_0001, set()),
     "0002": (_TABLES_0001, _VIEWS_0002),
+    "0003": (_TABLES_0001, _VIEWS_0002),  # columns, CHECK lists and the leaderboard change
 }
 
 

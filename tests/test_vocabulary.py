@@ -30,6 +30,7 @@ from cifar_ops.vocabulary import (
     ExecutorKind,
     RunStatus,
     SearchMethod,
+    SearchPruner,
     values,
 )
 from cifar_ops.warehouse import schema, synthetic
@@ -40,6 +41,7 @@ CHECKED = [
     ("model_info", "ck_model_info_status", RunStatus),
     ("model_info", "ck_model_info_executor", ExecutorKind),
     ("experiments", "ck_experiments_search_method", SearchMethod),
+    ("experiments", "ck_experiments_search_pruner", SearchPruner),
 ]
 
 
@@ -133,7 +135,11 @@ def _allowed(model: Any, field: str) -> tuple[str, ...]:
 
 @pytest.mark.parametrize(
     ("model", "field", "enum"),
-    [(ExecutorConfig, "kind", ExecutorKind), (SearchSpec, "method", SearchMethod)],
+    [
+        (ExecutorConfig, "kind", ExecutorKind),
+        (SearchSpec, "method", SearchMethod),
+        (SearchSpec, "pruner", SearchPruner),
+    ],
 )
 def test_the_config_schema_allows_exactly_the_enums(model: Any, field: str, enum: Any) -> None:
     assert _allowed(model, field) == values(enum)

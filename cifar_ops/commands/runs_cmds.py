@@ -23,6 +23,7 @@ STATUS_STYLES: dict[RunStatus, str] = {
     RunStatus.FAILED: "red",
     RunStatus.CANCELLED: "yellow",
     RunStatus.PREEMPTED: "magenta",
+    RunStatus.PRUNED: "blue",
 }
 
 

@@ -22,7 +22,9 @@ from cifar_ops.kube.jobstate import (
 from cifar_ops.kube.naming import LABEL_EXPERIMENT, LABEL_JOB_NAME, training_selector
 from cifar_ops.vocabulary import RunStatus
 
-SETTLED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+SETTLED = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED}
+)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@
 
 A method proposes trials one at a time (`ask`), learns how each ended (`tell`) and may stop a
 running trial after any epoch (`should_stop`). Grid and random know every trial up front
-(`adaptive` is False): their points are listed by `validate` and submitted at once. A method that
-decides as it goes (TPE) or stops trials early (median stopping, ASHA) implements the same
-interface with `adaptive` True; adding one is an enum value in `cifar_ops.vocabulary.SearchMethod`,
-a class here and its entry in `METHODS`.
+(`adaptive` is False): their points are listed by `validate`. TPE and CMA-ES (`SampledSearch`,
+Optuna's samplers) decide as they go (`adaptive` True). Stopping trials early is the pruner's job
+(`search.pruner`, Optuna's pruners), for any method. Adding a method is an enum value in
+`cifar_ops.vocabulary.SearchMethod`, a class here and its entry in `METHODS`.
 """
 
 from __future__ import annotations
@@ -130,9 +130,79 @@ def _sample(space: Distribution, rng: random.Random) -> float | int:
     return rng.randint(*space.int_uniform)
 
 
-METHODS: dict[SearchMethod, type[GridSearch] | type[RandomSearch]] = {
+class SampledSearch:
+    """TPE or CMA-ES (Optuna's samplers): each trial picked from the results told so far.
+
+    Built from a spec alone it keeps its study in memory; the executors run the same sampler on
+    the study in the warehouse (`cifar_ops.search.worker`), shared by every worker.
+    """
+
+    method: ClassVar[SearchMethod]
+    adaptive: ClassVar[bool] = True
+
+    def __init__(self, spec: SearchSpec, study: Any = None) -> None:
+        import optuna  # only once an adaptive search is built
+
+        from cifar_ops.search import space
+
+        self._spec = spec
+        self._distributions = space.distributions(spec)
+        self._study = study or optuna.create_study(
+            sampler=space.sampler_for(spec),
+            pruner=space.pruner_for(spec),
+            direction=spec.objective_direction,
+        )
+        self._trials: dict[int, Any] = {}  # index -> its live optuna.Trial
+
+    def planned(self) -> int:
+        return self._spec.trials or 0
+
+    def ask(self) -> Point | None:
+        from cifar_ops.search.space import point_of
+
+        if len(self._trials) >= self.planned():
+            return None
+        trial = self._study.ask(self._distributions)
+        self._trials[len(self._trials)] = trial
+        return point_of(trial.params)
+
+    def tell(self, result: TrialResult) -> None:
+        import optuna
+
+        trial = self._trials.get(result.index)
+        if trial is None:
+            return
+        value = result.metrics.get(self._spec.metric)
+        if result.status == RunStatus.PRUNED:
+            self._study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif result.status == RunStatus.SUCCEEDED and value is not None:
+            self._study.tell(trial, value)
+        else:
+            self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def should_stop(self, index: int, epoch: int, metrics: Mapping[str, float]) -> bool:
+        trial = self._trials[index]
+        trial.report(metrics[self._spec.metric], epoch)
+        return bool(trial.should_prune())
+
+
+class TPESearch(SampledSearch):
+    """Tree-structured Parzen estimator: good and bad trials' densities, a point from the good."""
+
+    method = SearchMethod.TPE
+
+
+class CmaEsSearch(SampledSearch):
+    """CMA-ES over the ranges (a listed key is drawn at random alongside)."""
+
+    method = SearchMethod.CMAES
+
+
+METHODS: dict[SearchMethod, type[GridSearch | RandomSearch | SampledSearch]] = {
     SearchMethod.GRID: GridSearch,
     SearchMethod.RANDOM: RandomSearch,
+    SearchMethod.TPE: TPESearch,
+    SearchMethod.CMAES: CmaEsSearch,
 }
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from cifar_ops.vocabulary import ExecutorKind, RunStatus, SearchMethod, values
+from cifar_ops.vocabulary import ExecutorKind, RunStatus, SearchMethod, SearchPruner, values
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -42,6 +42,7 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 RUN_STATUSES = values(RunStatus)
 EXECUTORS = values(ExecutorKind)
 SEARCH_METHODS = values(SearchMethod)
+SEARCH_PRUNERS = values(SearchPruner)
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 RUN_ID = String(32)  # uuid4 hex
@@ -73,6 +74,8 @@ experiments = Table(
     Column("search_method", String(16)),  # a SearchMethod; NULL for a single run's experiment
     Column("search_parameters", Json),  # dotted key -> values or range, as configured
     Column("trial_count", Integer),
+    Column("search_sampler", String(32)),  # Optuna's sampler class; NULL without a study
+    Column("search_pruner", String(16)),  # a SearchPruner; NULL for a single run's experiment
     Column(
         "created_at",
         DateTime(timezone=True),
@@ -80,6 +83,7 @@ experiments = Table(
         server_default=text("CURRENT_TIMESTAMP"),
     ),
     CheckConstraint(f"search_method IN ({_quoted(SEARCH_METHODS)})", name="search_method"),
+    CheckConstraint(f"search_pruner IN ({_quoted(SEARCH_PRUNERS)})", name="search_pruner"),
     _non_negative("trial_count"),
 )
 
@@ -95,6 +99,7 @@ model_info = Table(
     ),
     Column("trial_index", Integer),
     Column("trial_params", Json),
+    Column("trial_number", Integer),  # the Optuna trial number (searches run through a study)
     Column("model_name", String(64), nullable=False),
     Column("param_count", Integer),
     Column("config", Json, nullable=False),
@@ -123,11 +128,14 @@ model_info = Table(
     Column("test_loss", Float),
     Column("overfitting_gap", Float),
     Column("artifact_uri", Text),
+    Column("pruned_epoch", Integer),  # status pruned: the last epoch it trained
     CheckConstraint(f"status IN ({_quoted(RUN_STATUSES)})", name="status"),
     CheckConstraint(f"executor IN ({_quoted(EXECUTORS)})", name="executor"),
     _non_negative("trial_index"),
     _non_negative("param_count"),
     CheckConstraint("best_epoch >= 1", name="best_epoch_positive"),
+    CheckConstraint("pruned_epoch >= 1", name="pruned_epoch_positive"),
+    _non_negative("trial_number"),
     _fraction("train_accuracy"),
     _fraction("val_accuracy"),
     _fraction("test_accuracy"),

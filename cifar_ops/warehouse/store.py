@@ -163,14 +163,19 @@ class Store:
         parameters: dict[str, Any],
         trial_count: int,
         description: str | None = None,
+        sampler: str | None = None,
+        pruner: str | None = None,
     ) -> None:
-        """Record a search (its method, space and size) as the experiment its trials belong to."""
+        """Record a search (its method, space and size, and for a search run through an Optuna
+        study its sampler and pruner) as the experiment its trials belong to."""
         row = {
             "name": experiment,
             "description": description,
             "search_method": method,
             "search_parameters": parameters,
             "trial_count": trial_count,
+            "search_sampler": sampler,
+            "search_pruner": pruner,
         }
         with self._transaction(f"registering search {experiment!r}") as conn:
             bulk.upsert(conn, experiments, row)
@@ -254,6 +259,7 @@ class Store:
             "status_reason": finish.reason,
             "finished_at": finish.finished_at or _now(),
             "best_epoch": finish.best_epoch,
+            "pruned_epoch": finish.pruned_epoch,
             "artifact_uri": finish.artifact_uri,
             "param_count": func.coalesce(finish.param_count, model_info.c.param_count),
         }

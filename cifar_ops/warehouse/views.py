@@ -89,13 +89,17 @@ LEFT JOIN class_metrics q
   ON q.run_id = p.run_id AND q.split = p.split AND q.class_index = p.predicted_class
 WHERE NOT p.correct""",
     "search_leaderboard": """
-SELECT m.experiment, x.search_method, x.trial_count, m.trial_index,
+SELECT m.experiment, x.search_method, x.search_sampler, x.search_pruner, x.trial_count,
+       m.trial_index, m.trial_number,
        CAST(m.trial_params AS TEXT) AS trial_params, m.run_id, m.model_name, m.status,
-       m.config_hash, m.best_epoch, m.train_accuracy, m.val_accuracy, m.test_accuracy,
+       m.config_hash, m.best_epoch, m.pruned_epoch,
+       (SELECT COUNT(*) FROM epoch_stats e WHERE e.run_id = m.run_id) AS epochs_used,
+       m.train_accuracy, m.val_accuracy, m.test_accuracy,
        m.overfitting_gap, {duration_m} AS duration_seconds,
        RANK() OVER (
          PARTITION BY m.experiment
-         ORDER BY (m.status <> 'succeeded'), (m.val_accuracy IS NULL), m.val_accuracy DESC
+         ORDER BY CASE m.status WHEN 'succeeded' THEN 0 WHEN 'pruned' THEN 1 ELSE 2 END,
+                  (m.val_accuracy IS NULL), m.val_accuracy DESC
        ) AS rank
 FROM model_info m JOIN experiments x ON x.name = m.experiment
 WHERE m.trial_index IS NOT NULL""",
