@@ -2,7 +2,8 @@
 
 Everything that can be wrong with the input (config, data, model, the training plan, a resumed
 run's config) is checked before `start_run`, so a bad data dir never leaves a `running` row. Once
-started, a run always ends with `finish_run`: `succeeded`, `failed` (with the reason; the
+started, a run always ends with `finish_run`: `succeeded`, `pruned` (a search's pruner stopped
+it; see `search.pruning`), `failed` (with the reason; the
 exception is re-raised) or `preempted` (Ctrl-C or SIGTERM, e.g. a pod being evicted; re-run the
 same id to resume).
 """
@@ -32,6 +33,7 @@ from cifar_ops.models import build_model
 from cifar_ops.monitoring.callback import MetricsCallback
 from cifar_ops.plan import TrainingPlan, build_plan
 from cifar_ops.records import EvaluationRecord, RunFinish, RunSink, RunStart
+from cifar_ops.vocabulary import RunStatus
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,12 @@ def execute(
     executor: str = "local",
     job_name: str | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    trial_number: int | None = None,
 ) -> RunOutcome:
-    """Train and evaluate one config; the same `run_id` resumes from its last checkpoint."""
+    """Train and evaluate one config; the same `run_id` resumes from its last checkpoint.
+
+    `trial_number` is the Optuna trial of a search run through a study (recorded with the run).
+    """
     run_id = run_id or uuid.uuid4().hex
     training.seed_everything(config.seed, xla=config.train.xla)
     dataset = load_dataset(config.data, config.seed)
@@ -77,6 +83,7 @@ def execute(
             config_hash=config.config_hash(),
             trial_index=trial.index if trial else None,
             trial_params=trial.params if trial else None,
+            trial_number=trial_number,
             git_sha=git_sha(),
             dataset_fingerprint=dataset.fingerprint,
             executor="kubernetes" if executor == "kubernetes" else "local",
@@ -156,6 +163,22 @@ def _train_and_evaluate(
         )
         sink.finish_run(start.run_id, finish)
         return RunOutcome(start.run_id, "failed", finish, None, index, diverged=True)
+    if result.pruned_at is not None:  # a search stopped it: its last epoch's numbers, no test
+        last = result.history[-1]
+        finish = RunFinish(
+            status=RunStatus.PRUNED,
+            reason=f"pruned by the search after epoch {result.pruned_at}",
+            best_epoch=result.best_epoch,
+            train_loss=last.loss,
+            train_accuracy=last.accuracy,
+            val_loss=last.val_loss,
+            val_accuracy=last.val_accuracy,
+            pruned_epoch=result.pruned_at,
+            param_count=start.param_count,
+            finished_at=datetime.now(UTC),
+        )
+        sink.finish_run(start.run_id, finish)
+        return RunOutcome(start.run_id, RunStatus.PRUNED, finish, None, index)
     tta = scoring.tta
     scores = {
         name: evaluation.split_score(

@@ -46,6 +46,7 @@ class FitResult:
     history: list[EpochRecord]
     best_epoch: int | None
     diverged: bool
+    pruned_at: int | None = None  # a search's pruner stopped the run after this epoch
 
 
 def seed_everything(seed: int, *, xla: bool = False) -> None:
@@ -116,7 +117,8 @@ def fit(
     """Train `model` through the plan's phases, resuming from `run_dir`'s newest checkpoint.
 
     Each epoch's record goes to the sink, then the checkpoint, then every callback that is also
-    an `EpochListener` (has `on_epoch_record`), such as the metrics exporter.
+    an `EpochListener` (has `on_epoch_record`), such as the metrics exporter. A listener that
+    stops training and sets `pruned_at` (a search's `TrialReporter`) ends the run there.
     """
     train = make_pipeline(
         dataset.train,
@@ -173,6 +175,9 @@ def fit(
         history = [EpochRecord(**r) for r in state.history]
         if history and not math.isfinite(history[-1].loss):
             return FitResult(history, _best_epoch(history, plan.monitor), diverged=True)
+        pruned_at = next((p for cb in listeners if (p := getattr(cb, "pruned_at", None))), None)
+        if pruned_at is not None:  # no later phase: the run ends at this epoch
+            return FitResult(history, _best_epoch(history, plan.monitor), False, pruned_at)
         state.phase_done = True
         checkpoint.capture()
         run_dir.save(model, state)  # best weights restored, so a restart here keeps them

@@ -1,0 +1,122 @@
+"""Where a search's Optuna study lives: beside the warehouse, in tables of Optuna's own.
+
+Optuna keeps its studies in SQLAlchemy tables versioned by its own Alembic history, with an
+`alembic_version` table of its own. So they never meet the warehouse's: on PostgreSQL they live
+in the `optuna` schema of the warehouse database (created by migration 0003; the connection's
+`search_path` points Optuna there), on SQLite in a sibling file (`warehouse.db` ->
+`warehouse.optuna.db`). `cifar-ops db upgrade` creates or upgrades Optuna's tables there, so
+training workers never race to create them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import make_url
+
+from cifar_ops.errors import ConfigError, WarehouseError
+
+if TYPE_CHECKING:
+    import optuna
+
+OPTUNA_SCHEMA = "optuna"  # PostgreSQL schema of Optuna's tables
+RETRIES = 3  # times a trial whose worker vanished is queued again
+
+
+def study_url(warehouse_url: str) -> tuple[str, dict[str, Any]]:
+    """The URL and engine arguments of the Optuna storage that goes with a warehouse URL."""
+    url = make_url(warehouse_url)
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if not database or database == ":memory:" or "mode=memory" in warehouse_url:
+            raise ConfigError(
+                "a search run through an Optuna study needs a warehouse its workers share: "
+                "a SQLite file or PostgreSQL, not an in-memory database"
+            )
+        path = Path(database)
+        sibling = path.with_name(f"{path.stem}.{OPTUNA_SCHEMA}{path.suffix or '.db'}")
+        return url.set(database=str(sibling)).render_as_string(hide_password=False), {
+            "connect_args": {"timeout": 60}
+        }
+    options = f"-c search_path={OPTUNA_SCHEMA}"
+    return url.render_as_string(hide_password=False), {
+        "connect_args": {"options": options},
+        "pool_pre_ping": True,
+    }
+
+
+def open_storage(
+    warehouse_url: str,
+    *,
+    heartbeat_seconds: int | None = None,
+    grace_seconds: int | None = None,
+    create: bool = False,
+) -> optuna.storages.RDBStorage:
+    """Optuna's storage for this warehouse. With a heartbeat, a running trial whose worker has
+    not beaten for `grace_seconds` is failed by the next worker that asks, and queued again (up to
+    `RETRIES` times) with its parameters, user attributes (its run id) and reported epochs."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    url, engine_kwargs = study_url(warehouse_url)
+    beat: dict[str, Any] = {}
+    if heartbeat_seconds is not None:
+        beat = {
+            "heartbeat_interval": heartbeat_seconds,
+            "grace_period": grace_seconds or 3 * heartbeat_seconds,
+            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
+                max_retry=RETRIES, inherit_intermediate_values=True
+            ),
+        }
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with quiet_experimental():
+        try:
+            return RDBStorage(
+                url, engine_kwargs=engine_kwargs, skip_table_creation=not create, **beat
+            )
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy or Optuna's version check
+            from cifar_ops.redaction import redact_url
+
+            raise WarehouseError(
+                f"cannot open the Optuna study storage at {redact_url(url)}: {exc} "
+                "(run `cifar-ops db upgrade`)"
+            ) from None
+
+
+def create_storage(warehouse_url: str) -> str:
+    """Create or upgrade Optuna's tables for this warehouse (`cifar-ops db upgrade`); returns
+    where they are, password hidden."""
+    from cifar_ops.redaction import redact_url
+
+    storage = open_storage(warehouse_url, create=True)
+    try:
+        if storage.get_current_version() != storage.get_head_version():
+            storage.upgrade()
+    finally:
+        storage.engine.dispose()
+    url, _ = study_url(warehouse_url)
+    where = f"schema {OPTUNA_SCHEMA}" if not url.startswith("sqlite") else "file"
+    return f"{redact_url(url)} ({where})"
+
+
+@contextlib.contextmanager
+def quiet_experimental() -> Iterator[None]:
+    """Optuna marks heartbeats and retries experimental; they are what this module relies on."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail (and queue again) the running trials whose worker stopped beating."""
+    from optuna.storages import fail_stale_trials
+
+    with quiet_experimental():
+        fail_stale_trials(study)

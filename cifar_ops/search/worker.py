@@ -1,0 +1,267 @@
+"""A search run through an Optuna study in the warehouse: trials asked by any number of workers.
+
+Used when the method picks trials from results (tpe, cmaes) or a pruner stops them early. Every
+worker (a local process of `cifar-ops run --parallel N`, or a pod of the search's Indexed Job)
+opens the same study (name: the experiment) and asks it for a trial, trains it with each epoch's
+metric reported to the study (`pruning.TrialReporter`), and tells it how the trial ended. Grid and
+random trials are enqueued by `prepare` with their index, so they keep their trial lists and
+config hashes; an adaptive method's trials are sampled, each taking the next index.
+
+Asking is serialised per study (a PostgreSQL advisory lock, or an flock beside the SQLite file),
+so N workers run exactly the budget, no trial twice. A trial keeps its run id in its user
+attributes: a retried pod (same completion index) takes back its own running trial, and a trial
+whose worker vanished (no heartbeat for the grace period) is failed and queued again with its run
+id, so whoever asks next resumes that run from its checkpoint. A search run again continues its
+study: finished trials stay finished, waiting ones run first, and only the rest is sampled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+
+from cifar_ops.config.schema import SearchConfig, Trial
+from cifar_ops.search import space, storage
+from cifar_ops.search.expand import build_trial
+from cifar_ops.vocabulary import RunStatus
+
+if TYPE_CHECKING:
+    import optuna
+
+ATTR_INDEX = "index"  # user attribute: the trial's index in the search (its run's trial_index)
+ATTR_RUN_ID = "run_id"  # user attribute: the run that trains it; a retry inherits it
+ATTR_WORKER = "worker"  # user attribute: who asked for it (job name and completion index)
+_SAMPLING_CAP = 3  # at most this many times the budget are sampled (failed trials are replaced)
+
+
+@dataclass(frozen=True)
+class StudyTrial:
+    """A trial asked of the study: the Optuna trial, and the run config and id to train it."""
+
+    trial: Trial
+    run_id: str
+    optuna_trial: optuna.Trial
+
+    @property
+    def number(self) -> int:
+        return self.optuna_trial.number
+
+
+class SearchStudy:
+    """One search's Optuna study in the warehouse `url`, opened by a worker or an executor."""
+
+    def __init__(self, search: SearchConfig, url: str) -> None:
+        import optuna
+
+        self.search = search
+        self.spec = search.search
+        self.url = url
+        self.storage = storage.open_storage(
+            url,
+            heartbeat_seconds=self.spec.heartbeat_seconds,
+            grace_seconds=self.spec.grace_seconds,
+        )
+        with storage.quiet_experimental():
+            self.study = optuna.create_study(
+                study_name=search.experiment,
+                storage=self.storage,
+                sampler=space.sampler_for(self.spec),
+                pruner=space.pruner_for(self.spec),
+                direction=self.spec.objective_direction,
+                load_if_exists=True,
+            )
+        self._distributions = space.distributions(self.spec)
+        self._listed = {trial.index: trial for trial in search.trials}
+
+    @property
+    def budget(self) -> int:
+        """How many trials the search runs: its listed trials, or `trials` for a sampler."""
+        return len(self._listed) if not self.spec.adaptive else self.spec.trials or 0
+
+    def close(self) -> None:
+        self.storage.engine.dispose()
+
+    def prepare(self, succeeded_hashes: Sequence[str] = ()) -> int:
+        """Enqueue the listed trials (grid, random) that the study has not run and whose config
+        has not succeeded in the experiment; returns how many were enqueued."""
+        from optuna.trial import TrialState
+
+        if self.spec.adaptive:
+            return 0
+        done = frozenset(succeeded_hashes)
+        enqueued = 0
+        with self._locked():
+            held = {
+                t.user_attrs.get(ATTR_INDEX)
+                for t in self.study.get_trials(deepcopy=False)
+                if t.state != TrialState.FAIL
+            }
+            for index, trial in self._listed.items():
+                if index in held or trial.config.config_hash() in done:
+                    continue
+                self.study.enqueue_trial(
+                    space.encoded(trial.params), user_attrs={ATTR_INDEX: index}
+                )
+                enqueued += 1
+        return enqueued
+
+    def ask(self, worker: str | None = None) -> StudyTrial | None:
+        """The next trial for this worker; None when the budget is spent and nothing waits.
+
+        A worker that asked before (a retried pod) gets its own running trial back; a trial
+        queued again after its worker vanished comes before any new one.
+        """
+        from optuna.trial import TrialState
+
+        with self._locked(), storage.quiet_experimental():
+            storage.fail_stale(self.study)
+            trials = self.study.get_trials(deepcopy=False)
+            if worker is not None:
+                for frozen in trials:
+                    if frozen.state == TrialState.RUNNING and (
+                        frozen.user_attrs.get(ATTR_WORKER) == worker
+                    ):
+                        return self._resumed(frozen)
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            used = sum(t.state != TrialState.FAIL for t in trials)
+            if not waiting and (
+                not self.spec.adaptive
+                or used >= self.budget
+                or len(trials) >= _SAMPLING_CAP * self.budget
+            ):
+                return None
+            asked = self.study.ask(self._distributions)
+            attrs = asked.user_attrs
+            index = attrs.get(ATTR_INDEX)
+            if index is None:  # sampled: the next index of the search
+                index = len({t.user_attrs.get(ATTR_INDEX) for t in trials} - {None})
+                asked.set_user_attr(ATTR_INDEX, index)
+            trial = self._trial(int(index), space.point_of(asked.params))
+            run_id = attrs.get(ATTR_RUN_ID) or derive_run_id(
+                self.search.experiment, trial.config.config_hash(), trial.index
+            )
+            asked.set_user_attr(ATTR_RUN_ID, run_id)
+            if worker is not None:
+                asked.set_user_attr(ATTR_WORKER, worker)
+            self.storage.record_heartbeat(asked._trial_id)
+        return StudyTrial(trial=trial, run_id=run_id, optuna_trial=asked)
+
+    def tell(self, asked: StudyTrial, status: str, metrics: dict[str, float | None]) -> None:
+        """How the trial's run ended: succeeded with its metric, pruned, or failed."""
+        from optuna.trial import TrialState
+
+        value = metrics.get(self.spec.metric)
+        if status == RunStatus.SUCCEEDED and value is not None:
+            self.study.tell(asked.optuna_trial, value, skip_if_finished=True)
+        elif status == RunStatus.PRUNED:
+            self.study.tell(asked.optuna_trial, state=TrialState.PRUNED, skip_if_finished=True)
+        else:
+            self.study.tell(asked.optuna_trial, state=TrialState.FAIL, skip_if_finished=True)
+
+    def requeue(self, asked: StudyTrial) -> None:
+        """An interrupted trial (Ctrl-C, SIGTERM): failed now and queued again with its run id,
+        so the search run again resumes it first, without waiting out the heartbeat."""
+        from optuna.trial import TrialState
+
+        self.study.tell(asked.optuna_trial, state=TrialState.FAIL, skip_if_finished=True)
+        callback = self.storage.get_heartbeat_stale_trial_callback()
+        if callback is not None:
+            with storage.quiet_experimental():
+                callback(self.study, self.storage.get_trial(asked.optuna_trial._trial_id))
+
+    def unfinished(self) -> int:
+        """Trials running or waiting (a worker with nothing to ask waits while any run: one whose
+        worker died is queued again once its heartbeat is stale)."""
+        from optuna.trial import TrialState
+
+        states = (TrialState.RUNNING, TrialState.WAITING)
+        return len(self.study.get_trials(deepcopy=False, states=states))
+
+    def fail_stale(self) -> None:
+        with self._locked(), storage.quiet_experimental():
+            storage.fail_stale(self.study)
+
+    @contextlib.contextmanager
+    def heartbeat(self, asked: StudyTrial) -> Iterator[None]:
+        """Beat for the trial every `heartbeat_seconds` while it trains."""
+        stop = threading.Event()
+        trial_id = asked.optuna_trial._trial_id
+
+        def beat() -> None:
+            while not stop.wait(self.spec.heartbeat_seconds):
+                with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                    self.storage.record_heartbeat(trial_id)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{asked.number}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _resumed(self, frozen: optuna.trial.FrozenTrial) -> StudyTrial:
+        import optuna
+
+        index = int(frozen.user_attrs[ATTR_INDEX])
+        trial = self._trial(index, space.point_of(frozen.params))
+        self.storage.record_heartbeat(frozen._trial_id)
+        live = optuna.Trial(self.study, frozen._trial_id)
+        return StudyTrial(trial=trial, run_id=frozen.user_attrs[ATTR_RUN_ID], optuna_trial=live)
+
+    def _trial(self, index: int, point: dict[str, Any]) -> Trial:
+        listed = self._listed.get(index)
+        if listed is not None and listed.params == point:
+            return listed  # validated when the config was loaded
+        return build_trial(self.search.base, index, point, None)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One asker at a time per study, across processes and machines."""
+        key = _lock_key(self.search.experiment)
+        if self.storage.engine.dialect.name == "postgresql":
+            with self.storage.engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    connection.commit()
+            return
+        database = Path(self.storage.engine.url.database or "study")
+        with open(database.with_name(database.name + ".lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield  # closing the file drops the flock
+
+
+def derive_run_id(experiment: str, config_hash: str, index: int) -> str:
+    """A study trial's run id: the same experiment, config and index give the same id."""
+    key = json.dumps([experiment, config_hash, index, "study"])
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _lock_key(experiment: str) -> int:
+    digest = hashlib.blake2b(f"cifar-ops study {experiment}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def wait_for_requeue(study: SearchStudy, poll_seconds: float) -> bool:
+    """While other workers' trials run, wait; True when one was queued again (its worker died)."""
+    from optuna.trial import TrialState
+
+    while study.unfinished():
+        study.fail_stale()
+        if study.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return True
+        time.sleep(poll_seconds)
+    return False
