@@ -198,11 +198,15 @@ def test_pull_evaluate_and_predict_use_the_published_model(
     assert FAKE_SECRET not in json.dumps(row.config) + str(row.summary)
 
 
-def test_a_folder_in_the_bucket_reads_as_the_same_folder_on_disk(
+def test_a_folder_in_the_bucket_reads_as_the_same_folder_on_disk_and_is_decoded_once(
+    store: str,
     bucket: str,  # noqa: F811
     s3_endpoint: str,  # noqa: F811
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import shutil
+
     local = tmp_path / "pets"
     make_folder(local, {"cat": 5, "dog": 4}, split="train")
     make_folder(local, {"cat": 3, "dog": 3}, split="test")
@@ -210,27 +214,36 @@ def test_a_folder_in_the_bucket_reads_as_the_same_folder_on_disk(
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
         client.upload_file(str(path), bucket, f"images/pets/{path.relative_to(local).as_posix()}")
     url = f"s3://{bucket}/images/pets/"
+    config = DataConfig(source="folder", dir=url, image_size=8)
 
     on_disk = load_dataset(DataConfig(source="folder", dir=str(local), image_size=8), seed=3)
-    in_bucket = load_dataset(DataConfig(source="folder", dir=url, image_size=8), seed=3)
+    in_bucket = load_dataset(config, seed=3)
     assert in_bucket.fingerprint == on_disk.fingerprint
     assert in_bucket.class_names == ["cat", "dog"]
     assert in_bucket.test.refs and all(r.startswith(url + "test/") for r in in_bucket.test.refs)
+    shared = objects.list_names(f"{store}/data-cache")
+    assert len(shared) == 1 and shared[0].startswith("folder-")  # uploaded once for other pods
 
-    # a second read copies nothing (the mirror is current) and reuses the decoded images
-    decoded = sorted((tmp_path / "data-cache" / "decoded").glob("*.npz"))
-    mirrored = {p: p.stat().st_mtime_ns for p in (tmp_path / "data-cache" / "objects").rglob("*.*")}
-    again = load_dataset(DataConfig(source="folder", dir=url, image_size=8), seed=3)
-    assert again.fingerprint == on_disk.fingerprint
-    assert sorted((tmp_path / "data-cache" / "decoded").glob("*.npz")) == decoded
-    assert {p: p.stat().st_mtime_ns for p in mirrored} == mirrored
+    # the node's decoded copy serves a second read: no mirror needed
+    shutil.rmtree(tmp_path / "data-cache" / "objects")
+    again = load_dataset(config, seed=3)
+    assert again.fingerprint == on_disk.fingerprint and again.test.refs == in_bucket.test.refs
+    assert not (tmp_path / "data-cache" / "objects").exists()
 
-    # an image deleted from the bucket leaves the mirror too
+    # a pod on another node, with an empty cache, downloads the store's copy instead of decoding
+    monkeypatch.setenv("CIFAR_OPS_DATA_CACHE", str(tmp_path / "other-node"))
+    elsewhere = load_dataset(config, seed=3)
+    assert elsewhere.fingerprint == on_disk.fingerprint
+    assert not (tmp_path / "other-node" / "objects").exists()
+    assert len(list((tmp_path / "other-node" / "decoded").glob("folder-*.npz"))) == 1
+
+    # an image deleted from the bucket changes the content key: decoded again, one image fewer
     client.delete_object(Bucket=bucket, Key="images/pets/train/dog/000.jpg")
-    fewer = load_dataset(DataConfig(source="folder", dir=url, image_size=8), seed=3)
-    assert (
-        len(fewer.train) + len(fewer.validation) == len(on_disk.train) + len(on_disk.validation) - 1
+    fewer = load_dataset(config, seed=3)
+    assert len(fewer.train) + len(fewer.validation) == (
+        len(on_disk.train) + len(on_disk.validation) - 1
     )
+    assert len(objects.list_names(f"{store}/data-cache")) == 2
 
 
 def test_the_cifar_archive_comes_from_the_bucket(
@@ -295,3 +308,43 @@ def test_credentials_in_a_location_are_refused_without_being_echoed(
     ) as raised:
         RunDirectory(uuid.uuid4().hex)
     assert FAKE_SECRET not in str(raised.value)
+
+
+def test_pull_copies_a_local_run_and_refuses_a_run_without_a_model(
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    cli_runner,  # noqa: ANN001
+) -> None:
+    from cifar_ops.cli import app
+    from cifar_ops.records import RunStart
+    from cifar_ops.vocabulary import RunStatus
+    from cifar_ops.warehouse import open_store
+
+    monkeypatch.setenv("CIFAR_OPS_DATABASE_URL", sqlite_url)
+    config = tiny_config(train={"epochs": 1})
+    queued = RunStart(
+        run_id=uuid.uuid4().hex,
+        experiment=config.experiment,
+        model_name=config.model.name,
+        config=config.model_dump(mode="json"),
+        config_hash=config.config_hash(),
+        status=RunStatus.QUEUED,
+    )
+    with open_store(sqlite_url) as sink:
+        outcome = execute(config, sink=sink)
+        sink.register_queued([queued])
+    pulled = cli_runner.invoke(app, ["pull", outcome.run_id, "-o", str(tmp_path / "out")])
+    assert pulled.exit_code == 0, pulled.output
+    assert (tmp_path / "out" / "model.keras").read_bytes() == Path(
+        outcome.finish.artifact_uri or ""
+    ).read_bytes()
+    assert f"{outcome.run_id}: 4 files from " in pulled.stdout
+
+    no_model = cli_runner.invoke(app, ["pull", queued.run_id])
+    assert no_model.exit_code == 6
+    assert f"run {queued.run_id} has no model (queued)" in no_model.output
+    unknown = cli_runner.invoke(app, ["predict", "abcdef12", "x.png"])
+    assert unknown.exit_code == 4 and "no run 'abcdef12'" in unknown.output
+    not_a_model = cli_runner.invoke(app, ["evaluate", "not-a-model"])
+    assert not_a_model.exit_code == 6 and "not a .keras file, an object URL" in not_a_model.output
