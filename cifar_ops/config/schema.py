@@ -399,7 +399,7 @@ class RunConfig(Strict):
     def config_hash(self) -> str:
         """Stable SHA-256 of what the run computes (not where it runs or how it is watched)."""
         # data.archive says where the (checksummed) archive is fetched from, not what is computed
-        exclude = {**dict.fromkeys(_UNHASHED, True), "data": {"archive"}}
+        exclude: dict[str, Any] = {**dict.fromkeys(_UNHASHED, True), "data": {"archive"}}
         payload = self.model_dump(mode="json", exclude=exclude)
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()

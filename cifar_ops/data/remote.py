@@ -132,7 +132,7 @@ def _write_decoded(target: Path, source: SourceData, url: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npz.tmp")
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
         os.replace(tmp, target)
     except OSError as exc:  # a full or read-only cache costs speed, not the run
         log.warning("cannot cache the decoded folder at %s: %s", target, exc)

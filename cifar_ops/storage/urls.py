@@ -9,7 +9,9 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 def is_url(text: str | None) -> bool:
     """Whether `text` names an object (scheme://...) rather than a local path; file:// is local."""
-    return bool(text) and bool(_SCHEME.match(text)) and not text.lower().startswith("file://")
+    if not text:
+        return False
+    return bool(_SCHEME.match(text)) and not text.lower().startswith("file://")
 
 
 def join(base: str, *parts: str) -> str:
