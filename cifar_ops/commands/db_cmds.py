@@ -14,14 +14,25 @@ def upgrade(
     revision: str = typer.Argument("head", help="Target revision."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Apply migrations up to REVISION (default head) to CIFAR_OPS_DATABASE_URL."""
+    """Apply migrations up to REVISION (default head) to CIFAR_OPS_DATABASE_URL, then create or
+    upgrade the tables of the searches' Optuna studies beside it."""
+    from cifar_ops import settings
     from cifar_ops.warehouse.migrate import upgrade_database
 
     state = upgrade_database(revision=revision)
+    studies = None
+    if state.up_to_date:  # the `optuna` schema exists from revision 0003 on
+        from cifar_ops.search.storage import create_storage
+
+        studies = create_storage(settings.database_url())
     if as_json:
-        print_json({"url": state.url, "current": state.current, "head": state.head})
+        print_json(
+            {"url": state.url, "current": state.current, "head": state.head, "studies": studies}
+        )
         return
     console.print(f"{state.url}: at revision {state.current} (head {state.head})")
+    if studies:
+        console.print(f"search studies (Optuna): {studies}")
 
 
 @app.command()

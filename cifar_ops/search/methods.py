@@ -10,6 +10,7 @@ Optuna's samplers) decide as they go (`adaptive` True). Stopping trials early is
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -141,18 +142,29 @@ class SampledSearch:
     adaptive: ClassVar[bool] = True
 
     def __init__(self, spec: SearchSpec, study: Any = None) -> None:
-        import optuna  # only once an adaptive search is built
+        self._spec = spec
+        self._given = study
+        self._trials: dict[int, Any] = {}  # index -> its live optuna.Trial
+
+    @functools.cached_property
+    def _study(self) -> Any:
+        """The study, made on the first ask (loading a config only counts `planned`)."""
+        import optuna
 
         from cifar_ops.search import space
 
-        self._spec = spec
-        self._distributions = space.distributions(spec)
-        self._study = study or optuna.create_study(
-            sampler=space.sampler_for(spec),
-            pruner=space.pruner_for(spec),
-            direction=spec.objective_direction,
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return self._given or optuna.create_study(
+            sampler=space.sampler_for(self._spec),
+            pruner=space.pruner_for(self._spec),
+            direction=self._spec.objective_direction,
         )
-        self._trials: dict[int, Any] = {}  # index -> its live optuna.Trial
+
+    @functools.cached_property
+    def _distributions(self) -> dict[str, Any]:
+        from cifar_ops.search import space
+
+        return space.distributions(self._spec)
 
     def planned(self) -> int:
         return self._spec.trials or 0

@@ -53,20 +53,26 @@ def point_of(params: dict[str, Any]) -> dict[str, Any]:
     return {key: _decoded(value) for key, value in params.items()}
 
 
-def sampler_for(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    """TPE or CMA-ES for the adaptive methods, seeded; grid and random trials are enqueued, so
-    their sampler only runs if none is waiting (never, within the budget)."""
+def sampler_for(spec: SearchSpec, asked: int = 0) -> optuna.samplers.BaseSampler:
+    """TPE or CMA-ES for the adaptive methods; grid and random trials are enqueued, so their
+    sampler only runs if none is waiting (never, within the budget).
+
+    Seeded with `search.seed` plus `asked` (the trials the study holds): workers in other
+    processes then draw different points, and a study asked in order repeats itself.
+    """
     import optuna
+
+    seed = spec.seed + asked
 
     if spec.method == SearchMethod.TPE:
         startup = min(10, max(2, (spec.trials or 0) // 4))
-        return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=startup)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
     if spec.method == SearchMethod.CMAES:
-        fallback = optuna.samplers.RandomSampler(seed=spec.seed)  # categorical keys
+        fallback = optuna.samplers.RandomSampler(seed=seed)  # categorical keys
         return optuna.samplers.CmaEsSampler(
-            seed=spec.seed, independent_sampler=fallback, warn_independent_sampling=False
+            seed=seed, independent_sampler=fallback, warn_independent_sampling=False
         )
-    return optuna.samplers.RandomSampler(seed=spec.seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def pruner_for(spec: SearchSpec) -> optuna.pruners.BasePruner:

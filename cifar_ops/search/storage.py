@@ -63,17 +63,17 @@ def open_storage(
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     url, engine_kwargs = study_url(warehouse_url)
-    beat: dict[str, Any] = {}
-    if heartbeat_seconds is not None:
-        beat = {
-            "heartbeat_interval": heartbeat_seconds,
-            "grace_period": grace_seconds or 3 * heartbeat_seconds,
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
-                max_retry=RETRIES, inherit_intermediate_values=True
-            ),
-        }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with quiet_experimental():
+        beat: dict[str, Any] = {}
+        if heartbeat_seconds is not None:
+            beat = {
+                "heartbeat_interval": heartbeat_seconds,
+                "grace_period": grace_seconds or 3 * heartbeat_seconds,
+                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
+                    max_retry=RETRIES, inherit_intermediate_values=True
+                ),
+            }
         try:
             return RDBStorage(
                 url, engine_kwargs=engine_kwargs, skip_table_creation=not create, **beat
@@ -111,6 +111,8 @@ def quiet_experimental() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        # workers beat themselves (`SearchStudy.heartbeat`): ask/tell is not Study.optimize
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         yield
 
 

@@ -60,7 +60,9 @@ class StudyTrial:
 class SearchStudy:
     """One search's Optuna study in the warehouse `url`, opened by a worker or an executor."""
 
-    def __init__(self, search: SearchConfig, url: str) -> None:
+    def __init__(self, search: SearchConfig, url: str, *, create: bool = False) -> None:
+        """`create`: make Optuna's tables if missing (the one process that prepares a search;
+        workers only open them)."""
         import optuna
 
         self.search = search
@@ -70,6 +72,7 @@ class SearchStudy:
             url,
             heartbeat_seconds=self.spec.heartbeat_seconds,
             grace_seconds=self.spec.grace_seconds,
+            create=create,
         )
         with storage.quiet_experimental():
             self.study = optuna.create_study(
@@ -85,8 +88,12 @@ class SearchStudy:
 
     @property
     def budget(self) -> int:
+        return self.budget_of(self.search)
+
+    @staticmethod
+    def budget_of(search: SearchConfig) -> int:
         """How many trials the search runs: its listed trials, or `trials` for a sampler."""
-        return len(self._listed) if not self.spec.adaptive else self.spec.trials or 0
+        return search.search.trials or 0 if search.search.adaptive else len(search.trials)
 
     def close(self) -> None:
         self.storage.engine.dispose()
@@ -140,6 +147,7 @@ class SearchStudy:
                 or len(trials) >= _SAMPLING_CAP * self.budget
             ):
                 return None
+            self.study.sampler = space.sampler_for(self.spec, asked=len(trials))
             asked = self.study.ask(self._distributions)
             attrs = asked.user_attrs
             index = attrs.get(ATTR_INDEX)
@@ -265,3 +273,106 @@ def wait_for_requeue(study: SearchStudy, poll_seconds: float) -> bool:
             return True
         time.sleep(poll_seconds)
     return False
+
+
+def train_trial(
+    study: SearchStudy,
+    asked: StudyTrial,
+    sink: Any,
+    *,
+    executor: str,
+    job_name: str | None = None,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """Train an asked trial under its run id, reporting each epoch; tell the study how it ended.
+
+    Interrupted (Ctrl-C, SIGTERM) or stopped by an infrastructure error, the trial is queued
+    again with its run id, so it resumes from its checkpoint; a bad config, data or model fails
+    it for good. Returns the `runner.RunOutcome`.
+    """
+    from cifar_ops.errors import CifarOpsError, ConfigError, DataError, ModelError
+    from cifar_ops.runner import execute
+    from cifar_ops.search.pruning import TrialReporter
+
+    reporter = TrialReporter(asked.optuna_trial, study.spec.metric)
+    try:
+        with study.heartbeat(asked):
+            outcome = execute(
+                asked.trial.config,
+                sink=sink,
+                run_id=asked.run_id,
+                trial=asked.trial,
+                executor=executor,
+                job_name=job_name,
+                callbacks=[*callbacks, reporter],
+                trial_number=asked.number,
+            )
+    except (ConfigError, DataError, ModelError):
+        study.tell(asked, RunStatus.FAILED, {})
+        raise
+    except (KeyboardInterrupt, CifarOpsError):
+        study.requeue(asked)
+        raise
+    metrics = {name: getattr(outcome.finish, name) for name in ("val_accuracy", "val_loss")}
+    study.tell(asked, outcome.status, metrics)
+    return outcome
+
+
+def work(
+    search: SearchConfig,
+    url: str,
+    sink: Any,
+    *,
+    executor: str,
+    worker: str | None = None,
+    job_name: str | None = None,
+    callbacks: Sequence[Any] = (),
+    once: bool = False,
+) -> list[Any]:
+    """A worker: ask, train, tell until the study has nothing left (`once`: one trial, as a pod
+    does). Without `once` it also waits while other workers' trials run, taking over any that
+    is queued again because its worker died. A trial that crashes on its own is a failed outcome
+    and the worker goes on. Returns the outcomes of the trials it trained."""
+    from cifar_ops.errors import CifarOpsError
+
+    study = SearchStudy(search, url)
+    outcomes: list[Any] = []
+    try:
+        while True:
+            asked = study.ask(worker)
+            if asked is None:
+                if not once and wait_for_requeue(study, _poll_seconds(search)):
+                    continue
+                return outcomes
+            try:
+                outcomes.append(
+                    train_trial(
+                        study,
+                        asked,
+                        sink,
+                        executor=executor,
+                        callbacks=callbacks,
+                        job_name=job_name,
+                    )
+                )
+            except (KeyboardInterrupt, CifarOpsError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the run is recorded failed; the search goes on
+                study.tell(asked, RunStatus.FAILED, {})
+                outcomes.append(_failed(asked, exc))
+            if once:
+                return outcomes
+    finally:
+        study.close()
+
+
+def _poll_seconds(search: SearchConfig) -> float:
+    return max(0.5, min(5.0, search.search.heartbeat_seconds / 2))
+
+
+def _failed(asked: StudyTrial, exc: BaseException) -> Any:
+    from cifar_ops.records import RunFinish
+    from cifar_ops.runner import RunOutcome
+
+    finish = RunFinish(status=RunStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
+    return RunOutcome(asked.run_id, RunStatus.FAILED, finish, None, asked.trial.index)

@@ -1,0 +1,260 @@
+"""Searches run through an Optuna study in the warehouse: samplers, pruners, workers, faults.
+
+Real engine on tiny synthetic data, real SQLite files and a real PostgreSQL server; the faults
+are real (a worker process SIGKILLed mid-trial, a Ctrl-C between epochs).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import keras
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from cifar_ops.cli import app
+from cifar_ops.config import SearchConfig, load_config
+from cifar_ops.executors.local import prepare_study, run_locally
+from cifar_ops.search import space, strategy_for, worker
+from cifar_ops.search.expand import build_trial
+from cifar_ops.search.methods import TrialResult
+from cifar_ops.search.storage import open_storage
+from cifar_ops.vocabulary import RunStatus, SearchMethod
+from cifar_ops.warehouse.store import open_store
+from tests.engine_helpers import TINY
+
+SPACE = {
+    "optimizer.learning_rate": {"log_uniform": [1e-4, 1e-1]},
+    "optimizer.weight_decay": {"uniform": [0.0, 1e-3]},
+    "model.dense_units": {"int_uniform": [8, 32]},
+    "model.filters": [[8, 16], [16, 16]],
+}
+
+
+def write_search(tmp_path: Path, name: str, search: dict[str, Any], **run: Any) -> Path:
+    """A search YAML over TINY (one epoch by default): the experiment is the file's name."""
+    raw = json.loads(json.dumps(TINY))
+    raw["experiment"] = name
+    raw["train"] = {**raw["train"], "epochs": 1}
+    raw.update(run)
+    raw["search"] = search
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def load(path: Path) -> SearchConfig:
+    loaded = load_config(path)
+    assert isinstance(loaded, SearchConfig)
+    return loaded
+
+
+def optuna_trials(url: str, experiment: str) -> list[optuna.trial.FrozenTrial]:
+    storage = open_storage(url)
+    try:
+        return optuna.load_study(study_name=experiment, storage=storage).get_trials()
+    finally:
+        storage.engine.dispose()
+
+
+@pytest.mark.parametrize("method", list(SearchMethod))
+def test_each_sampler_proposes_valid_configs(tmp_path: Path, method: SearchMethod) -> None:
+    grid = {"optimizer.learning_rate": [0.001, 0.01], "model.filters": [[8, 16], [16, 16]]}
+    spec = {"method": str(method), "parameters": grid if method == "grid" else SPACE, "seed": 3}
+    if method != "grid":
+        spec["trials"] = 8
+    search = load(write_search(tmp_path, f"valid-{method}", spec))
+    strategy = strategy_for(search.search)
+    points = []
+    while (point := strategy.ask()) is not None:
+        trial = build_trial(search.base, len(points), point, None)  # validated as a run config
+        config = trial.config
+        if method == "grid":
+            assert point in [
+                {**dict(zip(grid, v, strict=True))}
+                for v in (
+                    [a, b] for a in grid["optimizer.learning_rate"] for b in grid["model.filters"]
+                )
+            ]
+        else:
+            assert 1e-4 <= config.optimizer.learning_rate <= 1e-1
+            assert 0.0 <= config.optimizer.weight_decay <= 1e-3
+            assert 8 <= config.model.dense_units <= 32 and isinstance(
+                point["model.dense_units"], int
+            )
+            assert (
+                point["model.filters"] in SPACE["model.filters"]
+            )  # a list choice comes back a list
+        strategy.tell(TrialResult(len(points), RunStatus.SUCCEEDED, {"val_accuracy": 0.5}))
+        points.append(point)
+    assert len(points) == strategy.planned() == (4 if method == "grid" else 8)
+    if method in ("tpe", "cmaes"):  # sampled, not a fixed list
+        assert strategy.adaptive and search.trials == []
+        assert len({json.dumps(p, sort_keys=True) for p in points}) > 1
+
+
+def test_the_spaces_map_to_optuna_distributions(tmp_path: Path) -> None:
+    search = load(
+        write_search(tmp_path, "dists", {"method": "tpe", "trials": 2, "parameters": SPACE})
+    )
+    found = space.distributions(search.search)
+    assert found["optimizer.learning_rate"] == optuna.distributions.FloatDistribution(
+        1e-4, 1e-1, log=True
+    )
+    assert found["optimizer.weight_decay"] == optuna.distributions.FloatDistribution(0.0, 1e-3)
+    assert found["model.dense_units"] == optuna.distributions.IntDistribution(8, 32)
+    choices = found["model.filters"].choices
+    assert space.point_of({"model.filters": choices[1]}) == {"model.filters": [16, 16]}
+
+
+def test_a_median_pruner_stops_a_clearly_worse_trial_and_the_run_lands_pruned(
+    tmp_path: Path, sqlite_url: str, cli_runner: CliRunner
+) -> None:
+    # trial 0 learns; trial 1's rate is a millionth of it, so its first epoch is far below
+    search = {
+        "method": "grid",
+        "parameters": {"optimizer.learning_rate": [0.01, 1e-8]},
+        "pruner": "median",
+        "pruning": {"warmup_trials": 1, "min_epochs": 1},
+    }
+    path = write_search(tmp_path, "pruned", search, train={"epochs": 3, "batch_size": 32})
+    outcomes = run_locally(load(path), database_url=sqlite_url)
+    assert [o.status for o in outcomes] == [RunStatus.SUCCEEDED, RunStatus.PRUNED]
+    pruned = outcomes[1]
+    assert pruned.finish.pruned_epoch == 1 and pruned.model_path is None
+    with open_store(sqlite_url) as store:
+        assert [e.epoch for e in store.epochs(pruned.run_id)] == [1]  # stopped at that epoch
+        assert len(store.epochs(outcomes[0].run_id)) == 3
+        columns, rows = store.read_view("search_leaderboard")
+    board = {row[columns.index("run_id")]: dict(zip(columns, row, strict=True)) for row in rows}
+    assert board[pruned.run_id]["status"] == "pruned"
+    assert board[pruned.run_id]["pruned_epoch"] == 1 and board[pruned.run_id]["epochs_used"] == 1
+    assert board[outcomes[0].run_id]["epochs_used"] == 3 and board[outcomes[0].run_id]["rank"] == 1
+    assert board[pruned.run_id]["search_pruner"] == "median"
+    assert board[pruned.run_id]["trial_number"] == 1
+    states = [t.state for t in optuna_trials(sqlite_url, "pruned")]
+    assert states == [TrialState.COMPLETE, TrialState.PRUNED]
+    listed = cli_runner.invoke(
+        app,
+        ["runs", "list", "--status", "pruned", "--json"],
+        env={"CIFAR_OPS_DATABASE_URL": sqlite_url},
+    )
+    assert listed.exit_code == 0, listed.output
+    assert [r["run_id"] for r in json.loads(listed.output)] == [pruned.run_id]
+
+
+def test_three_workers_share_one_postgres_study_and_run_exactly_its_trials(
+    tmp_path: Path, postgres_url: str, cli_runner: CliRunner
+) -> None:
+    upgraded = cli_runner.invoke(
+        app, ["db", "upgrade"], env={"CIFAR_OPS_DATABASE_URL": postgres_url}
+    )
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "optuna" in upgraded.output  # the study tables, in their own schema
+    spec = {"method": "tpe", "trials": 5, "parameters": SPACE, "seed": 1, "heartbeat_seconds": 2}
+    search = load(write_search(tmp_path, "three-workers", spec))
+    outcomes = run_locally(search, parallel=3, database_url=postgres_url)
+    assert sorted(o.trial_index for o in outcomes) == [0, 1, 2, 3, 4]
+    assert len({o.run_id for o in outcomes}) == 5
+    assert {o.status for o in outcomes} == {RunStatus.SUCCEEDED}
+    trials = optuna_trials(postgres_url, "three-workers")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 5  # no trial twice
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2  # shared, not one worker's
+    with open_store(postgres_url) as store:
+        runs = store.list_runs(experiment="three-workers")
+    assert sorted(r.trial_number for r in runs) == [0, 1, 2, 3, 4]
+
+
+class KillAtFirstEpoch(keras.callbacks.Callback):
+    """SIGKILL this process once the first epoch is in the warehouse and checkpointed."""
+
+    def on_epoch_record(self, record: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _killed_worker(path: Path, url: str) -> None:
+    search = load(path)
+    with open_store(url) as store:
+        worker.work(search, url, store, executor="local", callbacks=[KillAtFirstEpoch()])
+
+
+def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_and_its_trial_runs_again(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    spec = {
+        "method": "tpe",
+        "trials": 1,
+        "parameters": SPACE,
+        "heartbeat_seconds": 1,
+        "grace_seconds": 2,
+    }
+    path = write_search(tmp_path, "killed", spec, train={"epochs": 2, "batch_size": 32})
+    search = load(path)
+    with open_store(sqlite_url) as store:
+        prepare_study(search, sqlite_url, store)
+    process = multiprocessing.get_context("spawn").Process(
+        target=_killed_worker, args=(path, sqlite_url)
+    )
+    process.start()
+    process.join(timeout=240)
+    assert process.exitcode == -signal.SIGKILL
+    [running] = optuna_trials(sqlite_url, "killed")
+    assert running.state == TrialState.RUNNING  # nobody told the study
+    run_id = running.user_attrs["run_id"]
+    with open_store(sqlite_url) as store:
+        assert store.get_run(run_id).summary.status == "running"
+        outcomes = worker.work(search, sqlite_url, store, executor="local")
+        assert [e.epoch for e in store.epochs(run_id)] == [1, 2]
+    # the heartbeat went stale: failed, queued again with its run id, resumed from its checkpoint
+    assert [(o.run_id, o.status) for o in outcomes] == [(run_id, RunStatus.SUCCEEDED)]
+    failed, rerun = optuna_trials(sqlite_url, "killed")
+    assert (failed.state, rerun.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    assert rerun.system_attrs["failed_trial"] == failed.number == 0
+    assert rerun.user_attrs["run_id"] == run_id and rerun.params == failed.params
+
+
+class InterruptSecondTrial(keras.callbacks.Callback):
+    """Ctrl-C after the first epoch of the second trial (the third epoch record)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records = 0
+
+    def on_epoch_record(self, record: Any) -> None:
+        self.records += 1
+        if self.records == 3:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_search_run_again_runs_only_what_is_missing(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    spec = {"method": "tpe", "trials": 3, "parameters": SPACE, "seed": 5}
+    path = write_search(tmp_path, "resumed", spec, train={"epochs": 2, "batch_size": 32})
+    with pytest.raises(KeyboardInterrupt):
+        run_locally(load(path), database_url=sqlite_url, callbacks=[InterruptSecondTrial()])
+    with open_store(sqlite_url) as store:
+        first = {r.trial_index: r for r in store.list_runs(experiment="resumed")}
+    assert {i: r.status for i, r in first.items()} == {0: "succeeded", 1: "preempted"}
+    outcomes = run_locally(load(path), database_url=sqlite_url)
+    assert [o.trial_index for o in outcomes] == [1, 2]  # trial 0 is not run again
+    assert outcomes[0].run_id == first[1].run_id  # the interrupted run, resumed
+    with open_store(sqlite_url) as store:
+        runs = store.list_runs(experiment="resumed")
+        assert [e.epoch for e in store.epochs(first[1].run_id)] == [1, 2]
+    assert sorted((r.trial_index, r.status) for r in runs) == [
+        (0, "succeeded"),
+        (1, "succeeded"),
+        (2, "succeeded"),
+    ]
+    states = [t.state for t in optuna_trials(sqlite_url, "resumed")]
+    assert states.count(TrialState.COMPLETE) == 3 and states.count(TrialState.FAIL) == 1
