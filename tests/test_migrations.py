@@ -57,6 +57,11 @@ EXPECTED_AFTER: dict[str, tuple[set[str], set[str]]] = {
     "0001": (_TABLES_0001, set()),
     "0002": (_TABLES_0001, _VIEWS_0002),
     "0003": (_TABLES_0001, _VIEWS_0002),  # columns, CHECK lists and the leaderboard change
+    "0004": (
+        _TABLES_0001
+        | {"registered_models", "model_versions", "model_aliases", "scorings", "score_rows"},
+        _VIEWS_0002 | {"model_registry", "batch_scores"},
+    ),
 }
 
 

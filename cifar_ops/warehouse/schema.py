@@ -273,3 +273,102 @@ predictions_log = Table(
 
 #: Rows written by `log_evaluation`, children of one `evaluations` row, in insert order.
 EVALUATION_CHILDREN = (class_metrics, confusion_matrix, calibration_bins, predictions_log)
+
+# --- model registry: named models, their immutable versions, movable aliases --------------------
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column(
+        "created_at",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=text("CURRENT_TIMESTAMP"),
+    ),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column(
+        "name",
+        String(63),
+        ForeignKey("registered_models.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("version", Integer, primary_key=True),
+    # a registered version outlives nothing it points at: deleting its run is refused
+    Column("run_id", RUN_ID, ForeignKey("model_info.run_id"), nullable=False, index=True),
+    Column("model_uri", Text, nullable=False),
+    Column("config_hash", String(64), nullable=False),
+    Column("dataset_fingerprint", String(128)),
+    Column("test_accuracy", Float),
+    Column("test_loss", Float),
+    Column("registered_by", String(128), nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("version >= 1", name="version_positive"),
+    _fraction("test_accuracy"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("alias", String(63), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("set_by", String(128), nullable=False),
+    Column("set_at", DateTime(timezone=True), nullable=False),
+    ForeignKeyConstraint(
+        ["name", "version"],
+        ["model_versions.name", "model_versions.version"],
+        ondelete="CASCADE",
+        name="fk_model_aliases_version",
+    ),
+)
+
+# --- batch scoring: one scoring per (model file, data location, k); one row per image -----------
+
+scorings = Table(
+    "scorings",
+    metadata,
+    Column("scoring_id", String(32), primary_key=True),
+    Column("model_ref", Text, nullable=False),  # as given: a path, URL, run id or models:/ name
+    Column("model_sha256", String(64), nullable=False),
+    Column("registered_name", String(63)),
+    Column("registered_version", Integer),
+    Column("data_location", Text, nullable=False),
+    Column("class_names", Json, nullable=False),
+    Column("top_k", Integer, nullable=False),
+    Column("image_count", Integer, nullable=False),
+    Column("images_per_second", Float),
+    Column("output_uri", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    CheckConstraint("top_k >= 1", name="top_k_positive"),
+    _non_negative("image_count"),
+    _non_negative("images_per_second"),
+)
+
+score_rows = Table(
+    "score_rows",
+    metadata,
+    Column(
+        "scoring_id",
+        String(32),
+        ForeignKey("scorings.scoring_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("path", Text, primary_key=True),  # relative to the scoring's data location
+    Column("predicted_class", String(128), nullable=False),
+    Column("class_index", Integer, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("top_k", Text, nullable=False),  # JSON list of [class, probability], best first
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("mode", String(16), nullable=False),
+    _non_negative("class_index"),
+    _fraction("confidence"),
+    _non_negative("width"),
+    _non_negative("height"),
+)

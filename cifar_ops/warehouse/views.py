@@ -17,6 +17,14 @@ _DURATION = {
     "sqlite": "((julianday({end}) - julianday({start})) * 86400.0)",
 }
 
+# a model version's aliases, comma-separated in name order (SQLite orders in a subquery)
+_ALIASES = {
+    "postgresql": "(SELECT string_agg(a.alias, ',' ORDER BY a.alias) FROM model_aliases a "
+    "WHERE a.name = {v}.name AND a.version = {v}.version)",
+    "sqlite": "(SELECT group_concat(o.alias, ',') FROM (SELECT a.alias FROM model_aliases a "
+    "WHERE a.name = {v}.name AND a.version = {v}.version ORDER BY a.alias) o)",
+}
+
 # score of a run for ranking: test accuracy when it was measured, else validation accuracy
 _SCORE = "COALESCE({m}.test_accuracy, {m}.val_accuracy)"
 
@@ -103,6 +111,16 @@ SELECT m.experiment, x.search_method, x.search_sampler, x.search_pruner, x.trial
        ) AS rank
 FROM model_info m JOIN experiments x ON x.name = m.experiment
 WHERE m.trial_index IS NOT NULL""",
+    "model_registry": """
+SELECT v.name, v.version, {aliases_v} AS aliases, v.run_id, m.experiment, m.model_name,
+       v.model_uri, v.config_hash, v.dataset_fingerprint, v.test_accuracy, v.test_loss,
+       v.registered_by, v.registered_at
+FROM model_versions v JOIN model_info m ON m.run_id = v.run_id""",
+    "batch_scores": """
+SELECT r.scoring_id, s.registered_name, s.registered_version, s.model_ref, s.model_sha256,
+       s.data_location, r.path, r.predicted_class, r.class_index, r.confidence, r.top_k,
+       r.width, r.height, r.mode, s.started_at, s.finished_at, s.images_per_second
+FROM score_rows r JOIN scorings s ON s.scoring_id = r.scoring_id""",
 }
 
 VIEW_NAMES: tuple[str, ...] = tuple(_VIEWS)
@@ -117,10 +135,11 @@ def qualified_name(name: str, dialect: str) -> str:
 
 def view_sql(name: str, dialect: str) -> str:
     """The SELECT behind one view, for this dialect."""
-    duration = _DURATION["postgresql" if dialect == "postgresql" else "sqlite"]
+    key = "postgresql" if dialect == "postgresql" else "sqlite"
     return _VIEWS[name].format(
-        duration_m=duration.format(start="m.started_at", end="m.finished_at"),
+        duration_m=_DURATION[key].format(start="m.started_at", end="m.finished_at"),
         score_b=_SCORE.format(m="b"),
+        aliases_v=_ALIASES[key].format(v="v"),
     )
 
 
