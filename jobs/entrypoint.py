@@ -5,14 +5,18 @@ It reads which run to train from the mounted ConfigMap (`runs.json`: completion 
 (an Indexed Job, i.e. a search; 0 for a single run), takes the warehouse URL from
 `CIFAR_OPS_DATABASE_URL` (set from a Secret), and calls `cifar_ops.runner.execute` under the run id
 `cifar-ops submit` registered, so a retried pod resumes the same run from its last checkpoint.
+A search run through an Optuna study (a sampler, or a pruner) has no run ids up front: the trial
+document carries the search (`study`), and the pod asks the study for its trial
+(`cifar_ops.search.worker.work`, once), so `parallelism` pods share one study.
 
 Its exit code tells the Job's podFailurePolicy whether a retry can help:
-  0 succeeded; 2 bad config, 3 bad data, 6 bad model and 65 diverged (EX_DATAERR: the loss became
-  NaN or infinite; a retry would resume from the NaN weights of the last checkpoint) are permanent:
-  the Job, or the search's index, fails at once; 75 infrastructure (warehouse or metrics endpoint
-  unreachable, artifacts volume full or read-only: the last complete checkpoint is kept) and 143
-  preempted (SIGTERM) are retried, like 1 (the run crashed) and anything unexpected. A corrupt
-  checkpoint is never a failure: the run resumes from the one before, or starts over.
+  0 succeeded (or pruned by its search); 2 bad config, 3 bad data, 6 bad model and 65 diverged
+  (EX_DATAERR: the loss became NaN or infinite; a retry would resume from the NaN weights of the
+  last checkpoint) are permanent: the Job, or the search's index, fails at once; 75 infrastructure
+  (warehouse or metrics endpoint unreachable, artifacts volume full or read-only: the last
+  complete checkpoint is kept) and 143 preempted (SIGTERM) are retried, like 1 (the run crashed)
+  and anything unexpected. A corrupt checkpoint is never a failure: the run resumes from the one
+  before, or starts over.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from cifar_ops.config import RunConfig, Trial, format_validation_error
+from cifar_ops.config import RunConfig, SearchConfig, SearchSpec, Trial, format_validation_error
 from cifar_ops.errors import (
     CifarOpsError,
     ConfigError,
@@ -42,7 +46,7 @@ from cifar_ops.errors import (
     StorageError,
     WarehouseError,
 )
-from cifar_ops.vocabulary import ExecutorKind
+from cifar_ops.vocabulary import ExecutorKind, RunStatus
 
 if TYPE_CHECKING:  # the runner imports TensorFlow: loaded only once a run starts
     from cifar_ops.runner import RunOutcome
@@ -72,6 +76,12 @@ class PodRun:
     trial_index: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     job_name: str | None = None
+    search: SearchConfig | None = None  # a study worker: asks this search's study for a trial
+
+    @property
+    def worker(self) -> str:
+        """Who asks the study: the Job and completion index, the same for a retried pod."""
+        return f"{self.job_name or self.config.experiment}/{self.completion_index}"
 
     @property
     def trial(self) -> Trial | None:
@@ -118,7 +128,23 @@ def resolve_run(run_dir: Path, env: Mapping[str, str]) -> PodRun:
         trial_index=document.get("trial_index"),
         params=document.get("params") or {},
         job_name=env.get("CIFAR_OPS_JOB_NAME") or None,
+        search=_study_search(config, document.get("study"), trial_path),
     )
+
+
+def _study_search(config: RunConfig, study: Any, path: Path) -> SearchConfig | None:
+    """The search a study worker asks trials of, rebuilt as `validate` builds it."""
+    if study is None:
+        return None
+    from cifar_ops.search.expand import search_config
+
+    if not isinstance(study, dict) or not isinstance(study.get("base"), dict):
+        raise ConfigError("study must be a mapping with search and base", path=str(path))
+    try:
+        spec = SearchSpec.model_validate(study.get("search"))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, SearchSpec), path=str(path)) from None
+    return search_config(config, study["base"], spec, path)
 
 
 def _read_json(path: Path) -> Any:
@@ -159,6 +185,8 @@ def train(pod_run: PodRun, database_url: str) -> int:
     from cifar_ops.warehouse.store import open_store
 
     store = open_store(database_url)
+    if pod_run.search is not None:
+        return train_study_trial(pod_run, pod_run.search, database_url, store)
     try:
         outcome = runner.execute(
             pod_run.config,
@@ -174,13 +202,33 @@ def train(pod_run: PodRun, database_url: str) -> int:
     return exit_code_of(outcome)
 
 
+def train_study_trial(pod_run: PodRun, search: SearchConfig, database_url: str, store: Any) -> int:
+    """A study worker: ask the search's study for one trial (a retried pod gets its own back),
+    train it, tell the study. Nothing left to ask is a success: the budget is spent."""
+    from cifar_ops.search.worker import work
+
+    outcomes = work(
+        search,
+        database_url,
+        store,
+        executor=ExecutorKind.KUBERNETES,
+        worker=pod_run.worker,
+        job_name=pod_run.job_name,
+        once=True,
+    )
+    if not outcomes:
+        print(f"cifar-ops: the study of {search.experiment} has no trial left", file=sys.stderr)
+        return EXIT_SUCCEEDED
+    return exit_code_of(outcomes[0])
+
+
 def exit_code_of(outcome: RunOutcome) -> int:
     """The exit code of a run that ended without raising.
 
     A diverged run (`outcome.diverged`: the loss became NaN) gets its own permanent code, since a
     retry would only resume from the checkpoint's NaN weights; any other failed outcome is retried.
     """
-    if outcome.status == "succeeded":
+    if outcome.status in (RunStatus.SUCCEEDED, RunStatus.PRUNED):  # pruned: the search's result
         return EXIT_SUCCEEDED
     if outcome.diverged:
         print(f"cifar-ops: run {outcome.run_id} diverged: {outcome.finish.reason}", file=sys.stderr)

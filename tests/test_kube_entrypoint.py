@@ -227,3 +227,67 @@ def test_only_a_diverged_outcome_gets_the_permanent_code() -> None:
     assert entrypoint.exit_code_of(ok) == entrypoint.EXIT_SUCCEEDED
     assert entrypoint.exit_code_of(diverged) == entrypoint.EXIT_DIVERGED
     assert entrypoint.exit_code_of(other) == entrypoint.EXIT_RUN_FAILED  # retried, not permanent
+
+
+TPE_SEARCH = """
+search:
+  method: tpe
+  trials: 2
+  parallelism: 2
+  pruner: asha
+  parameters:
+    optimizer.learning_rate: {log_uniform: [0.001, 0.1]}
+    model.dense_units: {int_uniform: [4, 16]}
+"""
+
+
+def test_submit_dry_run_of_a_tpe_search_renders_an_indexed_job_of_study_workers(
+    tmp_path: Path, cli_runner: Any
+) -> None:
+    from cifar_ops.cli import app
+
+    config = tmp_path / "tpe.yaml"
+    # parallel pods need storage they can share: checkpoints on an object store
+    config.write_text(TINY + TPE_SEARCH)
+    shared = "executor.values.artifacts.uri=s3://ml-bucket/searches"
+    result = cli_runner.invoke(
+        app, ["submit", "-c", str(config), "--dry-run", "--json", "--set", shared]
+    )
+    assert result.exit_code == 0, result.output
+    docs = [d for d in yaml.safe_load_all(json.loads(result.output)["manifests"]) if d]
+    (job,) = [d for d in docs if d["kind"] == "Job" and "completionMode" in d["spec"]]
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (2, 2)
+    (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    for index in (0, 1):
+        document = json.loads(config_map["data"][f"trial-{index}.json"])
+        assert document["study"]["search"]["method"] == "tpe"  # the pod asks the study
+        assert document["trial_index"] is None and document["params"] == {}
+
+
+@pytest.mark.slow
+def test_study_worker_pods_each_ask_the_study_for_a_trial(tmp_path: Path, sqlite_url: str) -> None:
+    from cifar_ops.search import worker
+    from cifar_ops.warehouse.store import open_store
+
+    config = tmp_path / "tpe.yaml"
+    config.write_text(TINY + TPE_SEARCH.replace("parallelism: 2", "parallelism: 1"))
+    loaded = load_config(config)
+    plan = build_plan(loaded)
+    assert build_run_starts(plan) == []  # a trial's run is registered when a pod asks
+    store = open_store(sqlite_url)
+    worker.prepare(loaded, sqlite_url, store)  # what submit does before helm
+    run_dir = mount_config_map(plan, tmp_path / "run")
+    env = {"CIFAR_OPS_DATABASE_URL": sqlite_url, "CIFAR_OPS_JOB_NAME": plan.job_name}
+    for index in ("0", "1", "0"):  # the third: index 0's pod run again, nothing left to ask
+        assert (
+            entrypoint.main(["--run-dir", str(run_dir)], {**env, "JOB_COMPLETION_INDEX": index})
+            == 0
+        )
+    runs = store.list_runs(experiment="tiny-k8s")
+    assert sorted((r.trial_index, r.trial_number, r.executor) for r in runs) == [
+        (0, 0, "kubernetes"),
+        (1, 1, "kubernetes"),
+    ]
+    assert {r.status for r in runs} <= {"succeeded", "pruned"}
+    assert {r.job_name for r in runs} == {plan.job_name}

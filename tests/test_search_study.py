@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from cifar_ops.cli import app
 from cifar_ops.config import SearchConfig, load_config
-from cifar_ops.executors.local import prepare_study, run_locally
+from cifar_ops.executors.local import run_locally
 from cifar_ops.search import space, strategy_for, worker
 from cifar_ops.search.expand import build_trial
 from cifar_ops.search.methods import TrialResult
@@ -200,7 +200,7 @@ def test_a_worker_killed_mid_trial_is_failed_by_heartbeat_and_its_trial_runs_aga
     path = write_search(tmp_path, "killed", spec, train={"epochs": 2, "batch_size": 32})
     search = load(path)
     with open_store(sqlite_url) as store:
-        prepare_study(search, sqlite_url, store)
+        worker.prepare(search, sqlite_url, store)
     process = multiprocessing.get_context("spawn").Process(
         target=_killed_worker, args=(path, sqlite_url)
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -85,12 +86,17 @@ def execute_search(
 ) -> list[RunOutcome]:
     """Run a search's trials; skip those whose config hash already succeeded in the experiment.
 
+    A search with an adaptive method or a pruner runs through its Optuna study in the warehouse
+    (`cifar_ops.search.worker`): `parallel` worker processes each ask the study for trials.
+
     With `parallel` > 1 trials run in that many spawned processes, each opening its own sink
     with `sink_factory` (default: `open_store(sink.url)` when the sink has a `url`). A trial that
     fails on its own (e.g. diverges or crashes) is recorded as failed and the search goes on; a
     `CifarOpsError` (bad data, config, warehouse) or Ctrl-C stops the whole search. Outcomes come
     back in trial order.
     """
+    if search.search.uses_study:
+        return _execute_study(search, sink, parallel, sink_factory, callbacks)
     if hasattr(sink, "register_search"):  # as `submit` does, so the leaderboard knows the space
         register(search, sink)
     succeeded = (
@@ -194,3 +200,91 @@ def _default_sink_factory(sink: RunSink) -> Callable[[], RunSink]:
     from cifar_ops.warehouse.store import open_store  # SQLAlchemy: only for parallel trials
 
     return partial(open_store, str(url))
+
+
+def _execute_study(
+    search: SearchConfig,
+    sink: RunSink,
+    parallel: int,
+    sink_factory: Callable[[], RunSink] | None,
+    callbacks: Sequence[Any],
+) -> list[RunOutcome]:
+    """Prepare the search's study, then run `parallel` workers on it (here when one)."""
+    from cifar_ops.search import worker
+
+    url = _sink_url(sink)
+    worker.prepare(search, url, sink)
+    if parallel <= 1:
+        outcomes = worker.work(search, url, sink, executor=EXECUTOR.kind, callbacks=callbacks)
+        return sorted(outcomes, key=lambda outcome: outcome.trial_index or 0)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    factory = sink_factory or _default_sink_factory(sink)
+    processes = [
+        context.Process(
+            target=_study_worker,
+            args=(search, url, factory, threads, f"local-{os.getpid()}-{n}", results),
+            name=f"cifar-ops-worker-{n}",
+        )
+        for n in range(parallel)
+    ]
+    outcomes: list[RunOutcome] = []
+    errors: list[BaseException] = []
+    try:
+        for process in processes:
+            process.start()
+        while any(process.is_alive() for process in processes) or not results.empty():
+            try:
+                kind, payload = results.get(timeout=1)
+            except queue.Empty:
+                continue
+            (outcomes if kind == "outcome" else errors).append(payload)
+    finally:
+        for process in processes:
+            process.join()
+    if errors:
+        raise errors[0]
+    return sorted(outcomes, key=lambda outcome: outcome.trial_index or 0)
+
+
+def _study_worker(
+    search: SearchConfig,
+    url: str,
+    factory: Callable[[], RunSink],
+    threads: int,
+    name: str,
+    results: Any,
+) -> None:
+    """A worker process: trains trials of the study until it has none; outcomes to `results`."""
+    import pickle
+
+    import tensorflow as tf  # in the worker only
+
+    from cifar_ops.search import worker
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    sink = factory()
+    try:
+        for outcome in worker.work(search, url, sink, executor=EXECUTOR.kind, worker=name):
+            results.put(("outcome", outcome))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        try:
+            pickle.dumps(exc)
+            results.put(("error", exc))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle goes as text
+            results.put(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()
+
+
+def _sink_url(sink: RunSink) -> str:
+    """The warehouse URL of a sink (password kept): the study lives beside it."""
+    engine = getattr(sink, "engine", None)
+    url = engine.url.render_as_string(hide_password=False) if engine is not None else None
+    url = url or getattr(sink, "url", None)
+    if url is None:
+        raise TypeError("a search run through a study needs a sink with a warehouse URL")
+    return str(url)

@@ -110,7 +110,11 @@ def submit_loaded(
     preflight.require_no_active_job(connected, base.experiment)
     helm.template(plan.release, values, namespace)  # bad values fail here, before any row
     remove_finished_job(connected, plan.job_name)
-    if isinstance(loaded, SearchConfig):
+    if isinstance(loaded, SearchConfig) and loaded.search.uses_study:
+        from cifar_ops.search.worker import prepare  # Optuna: only for a study's search
+
+        prepare(loaded, store.engine.url.render_as_string(hide_password=False), store)
+    elif isinstance(loaded, SearchConfig):
         register(loaded, store)
     store.register_queued(build_run_starts(plan))
     for run in plan.runs:

@@ -29,6 +29,7 @@ class PlannedRun:
     config: RunConfig
     trial_index: int | None = None  # the search's trial index (not the Job's completion index)
     params: dict[str, Any] = field(default_factory=dict)
+    study: SearchConfig | None = None  # a study worker: asks this search's study for its trial
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def build_plan(
             "--run-id names a single run; a search's trial ids derive from its experiment,"
             " config hash and trial index"
         )
+    if loaded.search.uses_study:
+        return _study_plan(loaded, chart_values)
     study = Study(loaded, succeeded_hashes)
     runs = [
         PlannedRun(
@@ -131,6 +134,28 @@ def build_plan(
     )
 
 
+def _study_plan(loaded: SearchConfig, chart_values: dict[str, Any]) -> SubmissionPlan:
+    """A search run through its Optuna study: one completion per trial of the budget, each a
+    worker that asks the study for its trial (`search.worker`); ids name the workers."""
+    from cifar_ops.search.worker import SearchStudy
+
+    runs = [
+        PlannedRun(
+            run_id=derive_run_id(loaded.experiment, "study-worker", index),
+            config=loaded.run,
+            study=loaded,
+        )
+        for index in range(SearchStudy.budget_of(loaded))
+    ]
+    return SubmissionPlan(
+        experiment=loaded.experiment,
+        search=True,
+        runs=runs,
+        parallelism=loaded.search.parallelism,
+        chart_values=chart_values,
+    )
+
+
 def pod_config(config: RunConfig, metrics_port: int = DEFAULT_METRICS_PORT) -> RunConfig:
     """The config as the pod runs it: kubernetes executor, /metrics on the chart's port.
 
@@ -144,14 +169,20 @@ def pod_config(config: RunConfig, metrics_port: int = DEFAULT_METRICS_PORT) -> R
 
 
 def build_trial_document(run: PlannedRun, experiment: str) -> dict[str, Any]:
-    """The JSON a pod reads from the ConfigMap (trial-<completion index>.json)."""
-    return {
+    """The JSON a pod reads from the ConfigMap (trial-<completion index>.json). A study worker's
+    also has `study`: the search's spec and base YAML, from which the pod rebuilds the search."""
+    document = {
         "run_id": run.run_id,
         "experiment": experiment,
         "trial_index": run.trial_index,
         "params": run.params,
         "config": pod_config(run.config).model_dump(mode="json"),
     }
+    if run.study is not None:  # the pod's executor and metrics port, as for a listed trial
+        pod = document["config"]
+        base = {**run.study.base, "executor": pod["executor"], "monitoring": pod["monitoring"]}
+        document["study"] = {"search": run.study.search.model_dump(mode="json"), "base": base}
+    return document
 
 
 def build_values(plan: SubmissionPlan) -> dict[str, Any]:
@@ -216,7 +247,8 @@ def build_image_values(reference: str) -> dict[str, str]:
 
 
 def build_run_starts(plan: SubmissionPlan) -> list[RunStart]:
-    """The queued warehouse rows a submission registers, one per planned run."""
+    """The queued warehouse rows a submission registers, one per planned run (none for a study's
+    workers: a trial's run is registered when a worker asks for it)."""
     return [
         RunStart(
             run_id=run.run_id,
@@ -231,4 +263,5 @@ def build_run_starts(plan: SubmissionPlan) -> list[RunStart]:
             job_name=plan.job_name,
         )
         for run in plan.runs
+        if run.study is None
     ]

@@ -252,6 +252,28 @@ class SearchStudy:
             yield  # closing the file drops the flock
 
 
+def prepare(search: SearchConfig, url: str, sink: Any) -> None:
+    """Register the search (with its sampler and pruner) and enqueue its listed trials."""
+    if hasattr(sink, "register_search"):
+        sink.register_search(
+            search.experiment,
+            method=str(search.search.method),
+            parameters=search.search.model_dump(mode="json")["parameters"],
+            trial_count=SearchStudy.budget_of(search),
+            description=search.run.description or None,
+            sampler=space.sampler_name(search.search),
+            pruner=str(search.search.pruner),
+        )
+    succeeded = (
+        sink.succeeded_hashes(search.experiment) if hasattr(sink, "succeeded_hashes") else ()
+    )
+    study = SearchStudy(search, url, create=True)
+    try:
+        study.prepare(sorted(succeeded))
+    finally:
+        study.close()
+
+
 def derive_run_id(experiment: str, config_hash: str, index: int) -> str:
     """A study trial's run id: the same experiment, config and index give the same id."""
     key = json.dumps([experiment, config_hash, index, "study"])
