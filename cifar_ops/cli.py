@@ -17,6 +17,7 @@ from cifar_ops.commands import (
     db_cmds,
     kube_cmds,
     metrics_cmds,
+    models_cmds,
     report_cmds,
     runs_cmds,
     training_cmds,
@@ -56,6 +57,7 @@ metrics_cmds.register(app)
 app.add_typer(runs_cmds.app, name="runs")
 report_cmds.register(app)
 app.add_typer(db_cmds.app, name="db")
+app.add_typer(models_cmds.app, name="models")
 
 
 def main() -> None:

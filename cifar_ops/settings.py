@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import tempfile
 from pathlib import Path
@@ -60,3 +61,14 @@ def pushgateway_credentials() -> tuple[str, str] | None:
     if not username:
         return None
     return username, os.environ.get("CIFAR_OPS_PUSHGATEWAY_PASSWORD", "")
+
+
+def user_name() -> str:
+    """Who is acting, for the registry's records: `CIFAR_OPS_USER`, else the login name."""
+    named = os.environ.get("CIFAR_OPS_USER")
+    if named:
+        return named[:128]
+    try:
+        return getpass.getuser()[:128]
+    except (OSError, KeyError):  # a container user with no passwd entry and no $USER
+        return "unknown"

@@ -14,7 +14,9 @@ def register(app: typer.Typer) -> None:
 
 
 def pull(
-    run: str = typer.Argument(..., help="Run id or unique prefix."),
+    run: str = typer.Argument(
+        ..., help="Run id or unique prefix, or models:/NAME@ALIAS or models:/NAME/VERSION."
+    ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Directory to write into (default: ./<run id>)."
     ),

@@ -100,7 +100,10 @@ def run(
         raise typer.Exit(1)
 
 
-MODEL_HELP = "A .keras file, an object URL (s3://.../model.keras) or a run id (or prefix)."
+MODEL_HELP = (
+    "A .keras file, an object URL (s3://.../model.keras), a run id (or prefix), or a registered "
+    "model: models:/NAME@ALIAS or models:/NAME/VERSION."
+)
 
 
 def evaluate(

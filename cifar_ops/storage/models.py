@@ -23,11 +23,19 @@ from cifar_ops.storage.urls import is_url, join
 MODEL_FILE = "model.keras"
 RUN_FILES = (MODEL_FILE, "best.keras", "classes.json", "config.json")
 RUN_ID_PREFIX = re.compile(r"[0-9a-f]{4,32}")
+MODELS_SCHEME = "models:/"  # a registered version: cifar_ops.warehouse.registry resolves it
 
 
 def run_artifact(reference: str) -> tuple[str, str]:
-    """The full run id and model location of a run id or prefix (its warehouse `artifact_uri`)."""
+    """The full run id and model location of a run id or prefix (its warehouse `artifact_uri`),
+    or of a registered version (`models:/NAME/VERSION`, `models:/NAME@ALIAS`)."""
     from cifar_ops.warehouse import open_store
+
+    if reference.startswith(MODELS_SCHEME):
+        from cifar_ops.warehouse.registry import resolve_reference
+
+        version = resolve_reference(reference)
+        return version.run_id, version.model_uri
 
     with open_store() as store:
         summary = store.get_run(reference).summary
@@ -39,13 +47,17 @@ def run_artifact(reference: str) -> tuple[str, str]:
 
 
 def model_location(reference: str) -> str:
-    """A path or URL of a `.keras` model for `reference` (a path, an object URL or a run id)."""
+    """A path or URL of a `.keras` model for `reference` (a path, an object URL, a run id or a
+    registered version `models:/NAME/VERSION` or `models:/NAME@ALIAS`)."""
+    if reference.startswith(MODELS_SCHEME):
+        return run_artifact(reference)[1]
     if is_url(reference) or reference.endswith(".keras") or Path(reference).exists():
         return reference
     if RUN_ID_PREFIX.fullmatch(reference):
         return run_artifact(reference)[1]
     raise ModelError(
-        f"{reference}: not a .keras file, an object URL (s3://...) or a run id; pass one of them"
+        f"{reference}: not a .keras file, an object URL (s3://...), a run id or a registered "
+        "model (models:/NAME@ALIAS, models:/NAME/VERSION); pass one of them"
     )
 
 

@@ -8,7 +8,7 @@ retried pod or a re-sent batch rewrites the same rows. Reads return the plain da
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -126,6 +126,11 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def transaction(self, action: str) -> AbstractContextManager[Connection]:
+        """One transaction for a warehouse module beside the store (the model registry, scoring);
+        failures become a WarehouseError naming `action`."""
+        return self._transaction(action)
 
     @contextmanager
     def _transaction(self, action: str) -> Iterator[Connection]:
