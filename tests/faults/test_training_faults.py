@@ -273,3 +273,20 @@ def test_checkpoint_files_are_fsynced_before_their_rename_and_the_directory_afte
     monkeypatch.setattr(checkpoints.os, "replace", replace)
     checkpoints.write_text_atomically(tmp_path / "state.json", "{}")
     assert events == ["fsync file", "rename state.json", "fsync dir"]
+
+
+def test_an_intact_checkpoint_of_another_model_is_a_model_error(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cifar_ops.errors import ModelError
+    from cifar_ops.models import build_model
+
+    run_id = uuid.uuid4().hex
+    with open_store(sqlite_url) as store, pytest.raises(KeyboardInterrupt):
+        execute(tiny_run_config(), sink=store, run_id=run_id, callbacks=[StopAfter(1)])
+    wider = tiny_run_config(model={"name": "simple_cnn", "filters": [12, 16], "dense_units": 16})
+    monkeypatch.setattr(
+        "cifar_ops.runner.build_model", lambda _model, **shape: build_model(wider.model, **shape)
+    )
+    with open_store(sqlite_url) as store, pytest.raises(ModelError, match="does not fit"):
+        execute(tiny_run_config(), sink=store, run_id=run_id)
