@@ -1,0 +1,162 @@
+"""What pruning and sampling save: one search space run as a full grid, with ASHA and with median
+pruning, and TPE against random at an equal epoch budget, through the product's own search path
+(`cifar_ops.executors.local.run_locally`: the Optuna study in a SQLite warehouse of its own).
+
+The space is 18 points of the `fast` net: learning rate x weight decay x block widths, on a fixed
+subset of the shared CIFAR-10 JPEGs with a held-out test part (`data.test_split`, fixed seed, so
+every search scores the same images). For each search it prints the best held-out test accuracy
+(of the trials that ran to the end: a pruned trial has no test score), the epochs trained (the
+warehouse's epoch rows) and the wall time, then a table. Target: ASHA within 0.5 points of the
+full grid's best with at most 40% of its epochs.
+
+    mkdir -p .cache/jpeg && tar xzf /work/shared/data/cifar10-train-jpeg.tar.gz -C .cache/jpeg
+    python bench/search_efficiency.py --data-dir .cache/jpeg/train --limit 10000 --epochs 4 \\
+        --workdir .cache/search-bench
+
+`--limit` caps the images of each split (train, validation, held-out test) and `--epochs` is the
+most any trial trains. `--only grid,asha` runs a subset. Results go to stdout as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# learning rate x weight decay x widths: 3 x 3 x 2 = 18 points
+SPACE: dict[str, list[Any]] = {
+    "optimizer.learning_rate": [0.1, 0.2, 0.4],
+    "optimizer.weight_decay": [0.0005, 0.00133, 0.003],
+    "model.widths": [[32, 64, 64], [64, 128, 128]],
+}
+SAMPLED_TRIALS = 6  # TPE and random each: 6 full trials, the same epoch budget for both
+
+
+def base_config(data_dir: str, limit: int, epochs: int) -> dict[str, Any]:
+    """jobs/configs/fast.yaml's recipe on a fixed, held-out subset of the JPEG folder."""
+    return {
+        "seed": 42,
+        "data": {
+            "source": "folder",
+            "dir": data_dir,
+            "limit": limit,
+            "validation_split": 0.1,
+            "test_split": 0.2,
+        },
+        "augmentation": {"flip": True, "crop_padding": 2},
+        "model": {
+            "name": "fast",
+            "widths": [64, 128, 128],
+            "stem_filters": 24,
+            "batch_norm_momentum": 0.6,
+            "whiten": True,
+            "dirac_init": True,
+        },
+        "optimizer": {
+            "name": "sgd",
+            "learning_rate": 0.2,
+            "momentum": 0.85,
+            "nesterov": True,
+            "weight_decay": 0.00133,
+            "batch_norm_lr_scale": 64,
+        },
+        "schedule": {"name": "one_cycle", "peak_fraction": 0.2, "start_fraction": 0.2},
+        "train": {"epochs": epochs, "batch_size": 128, "label_smoothing": 0.2},
+        "evaluation": {"log_predictions": False},
+    }
+
+
+def searches(space: dict[str, list[Any]], sampled_trials: int) -> dict[str, dict[str, Any]]:
+    """The compared searches' `search:` sections, by name."""
+    grid = {"method": "grid", "parameters": space}
+    sampled = {"parameters": space, "trials": sampled_trials, "seed": 0}
+    return {
+        "grid": grid,
+        "asha": {**grid, "pruner": "asha", "pruning": {"min_epochs": 1, "reduction_factor": 3}},
+        "median": {**grid, "pruner": "median", "pruning": {"min_epochs": 1, "warmup_trials": 3}},
+        "tpe": {**sampled, "method": "tpe"},
+        "random": {**sampled, "method": "random"},
+    }
+
+
+def run_search(
+    name: str, base: dict[str, Any], search: dict[str, Any], workdir: Path, parallel: int
+) -> dict[str, Any]:
+    """Run one search in its own experiment; its best test accuracy, epochs and wall time."""
+    from cifar_ops.config import load_config
+    from cifar_ops.executors.local import run_locally
+    from cifar_ops.warehouse.store import open_store
+
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**base, "experiment": f"bench-{name}", "search": search}))
+    url = f"sqlite:///{workdir / 'warehouse.db'}"
+    start = time.perf_counter()
+    outcomes = run_locally(load_config(path), database_url=url, parallel=parallel)
+    seconds = time.perf_counter() - start
+    with open_store(url) as store:
+        epochs = sum(len(store.epochs(outcome.run_id)) for outcome in outcomes)
+    scored = [o.finish.test_accuracy for o in outcomes if o.finish.test_accuracy is not None]
+    statuses = [str(o.status) for o in outcomes]
+    return {
+        "search": name,
+        "trials": len(outcomes),
+        "pruned": statuses.count("pruned"),
+        "failed": statuses.count("failed"),
+        "best_test_accuracy": max(scored) if scored else None,
+        "epochs": epochs,
+        "wall_seconds": round(seconds, 1),
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The results side by side, epochs also as a share of the full grid's."""
+    grid_epochs = next((r["epochs"] for r in results if r["search"] == "grid"), None)
+    lines = [
+        f"{'search':8} {'trials':>6} {'pruned':>6} {'best test':>9} {'epochs':>6} "
+        f"{'of grid':>7} {'wall s':>8}"
+    ]
+    for r in results:
+        best = f"{r['best_test_accuracy']:.4f}" if r["best_test_accuracy"] is not None else "-"
+        share = f"{r['epochs'] / grid_epochs:.0%}" if grid_epochs else "-"
+        lines.append(
+            f"{r['search']:8} {r['trials']:>6} {r['pruned']:>6} {best:>9} {r['epochs']:>6} "
+            f"{share:>7} {r['wall_seconds']:>8}"
+        )
+    return "\n".join(lines)
+
+
+def main(
+    argv: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+    space: dict[str, list[Any]] | None = None,
+) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", help="the extracted JPEG folder (train/<class>/*.jpg)")
+    parser.add_argument("--limit", type=int, default=10_000, help="images per split at most")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs of a full trial")
+    parser.add_argument("--workdir", type=Path, default=Path(".cache/search-bench"))
+    parser.add_argument("--parallel", type=int, default=1, help="worker processes per search")
+    parser.add_argument("--only", default="grid,asha,median,tpe,random")
+    parser.add_argument("--sampled-trials", type=int, default=SAMPLED_TRIALS)
+    args = parser.parse_args(argv)
+    if base is None:
+        if not args.data_dir:
+            parser.error("--data-dir is required")
+        base = base_config(str(Path(args.data_dir).resolve()), args.limit, args.epochs)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    chosen = searches(space or SPACE, args.sampled_trials)
+    results = []
+    for name in args.only.split(","):
+        result = run_search(name, base, chosen[name], args.workdir, args.parallel)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    print(table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""bench/search_efficiency.py runs end to end on a tiny synthetic task (the real run is scheduled
+on the shared JPEGs): every search runs, epochs are counted from the warehouse, the table prints.
+No timing or accuracy is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.engine_helpers import TINY
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location(
+        "search_bench", REPO / "bench/search_efficiency.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_real_space_has_eighteen_points() -> None:
+    bench = load_bench()
+    sizes = [len(values) for values in bench.SPACE.values()]
+    assert sizes[0] * sizes[1] * sizes[2] == 18
+    assert set(bench.searches(bench.SPACE, 6)) == {"grid", "asha", "median", "tpe", "random"}
+
+
+def test_bench_runs_every_search_and_counts_their_epochs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_bench()
+    base = {k: v for k, v in json.loads(json.dumps(TINY)).items() if k != "experiment"}
+    base["train"] = {"epochs": 2, "batch_size": 32}
+    space = {"optimizer.learning_rate": [0.01, 1e-8], "model.dense_units": [8, 16]}
+    args = [
+        "--workdir",
+        str(tmp_path / "bench"),
+        "--sampled-trials",
+        "2",
+        "--only",
+        "grid,asha,tpe,random",
+    ]
+    results = bench.main(args, base=base, space=space)
+    by_name = {r["search"]: r for r in results}
+    assert by_name["grid"]["trials"] == 4 and by_name["grid"]["epochs"] == 8
+    assert by_name["asha"]["trials"] == 4 and by_name["asha"]["epochs"] <= 8
+    assert by_name["asha"]["epochs"] == 8 - by_name["asha"]["pruned"]  # pruned after epoch 1
+    assert by_name["tpe"]["trials"] == by_name["random"]["trials"] == 2
+    assert by_name["tpe"]["epochs"] == by_name["random"]["epochs"] == 4  # the same budget
+    out = capsys.readouterr().out
+    assert [json.loads(line)["search"] for line in out.splitlines()[:4]] == [
+        "grid",
+        "asha",
+        "tpe",
+        "random",
+    ]
+    assert "of grid" in out and "100%" in out
