@@ -78,7 +78,7 @@ def test_platform_install_has_hook_rbac_monitors_and_no_training_job() -> None:
     (migrate,) = of_kind(docs, "Job")
     assert migrate["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
     container = migrate["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["alembic", "upgrade", "head"]
+    assert container["command"] == ["cifar-ops", "db", "upgrade"]  # Alembic, then Optuna's
     assert container["env"][0]["valueFrom"]["secretKeyRef"] == {
         "name": "cifar-ops-database",
         "key": "url",
