@@ -24,10 +24,14 @@ from cifar_ops.commands.output import (
     err_console,
     print_json,
 )
+from cifar_ops.commands.runs_cmds import STATUS_STYLES
 from cifar_ops.errors import ConfigError, Preempted
 from cifar_ops.formatting import pct
 from cifar_ops.redaction import redact_url
-from cifar_ops.vocabulary import HEADLINE_METRICS
+from cifar_ops.vocabulary import HEADLINE_METRICS, RunStatus
+
+# a run that ended with a result: succeeded, or pruned by its search (exit 0)
+_RESULTS = frozenset({RunStatus.SUCCEEDED, RunStatus.PRUNED})
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -96,7 +100,7 @@ def run(
         print_json(payloads if isinstance(loaded, SearchConfig) else payloads[0])
     else:
         _print_outcomes(payloads, skipped=_skipped(loaded, outcomes))
-    if any(outcome.status != "succeeded" for outcome in outcomes):
+    if any(outcome.status not in _RESULTS for outcome in outcomes):
         raise typer.Exit(1)
 
 
@@ -221,7 +225,7 @@ def _print_outcomes(payloads: list[dict[str, Any]], *, skipped: int) -> None:
         table.add_row(
             p["run_id"][:8],
             "-" if p["trial_index"] is None else str(p["trial_index"]),
-            Text(p["status"], style="" if p["status"] == "succeeded" else "red"),
+            Text(p["status"], style=STATUS_STYLES.get(RunStatus(p["status"]), "")),
             "-" if p["best_epoch"] is None else str(p["best_epoch"]),
             pct(m["val_accuracy"]),
             pct(m["test_accuracy"]),
