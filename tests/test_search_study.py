@@ -7,6 +7,7 @@ are real (a worker process SIGKILLed mid-trial, a Ctrl-C between epochs).
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import signal
@@ -258,3 +259,48 @@ def test_an_interrupted_search_run_again_runs_only_what_is_missing(
     ]
     states = [t.state for t in optuna_trials(sqlite_url, "resumed")]
     assert states.count(TrialState.COMPLETE) == 3 and states.count(TrialState.FAIL) == 1
+
+
+def test_the_report_of_a_pruned_search_shows_curves_epochs_and_importances(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from cifar_ops.records import RunFinish
+    from cifar_ops.report.loader import load_report_data
+    from cifar_ops.report.render import render_html
+    from cifar_ops.warehouse import synthetic as fake
+    from cifar_ops.warehouse.engine import create_warehouse_engine
+
+    points = [{"optimizer.learning_rate": lr, "model.dense_units": u} for lr in (0.1, 0.01)
+              for u in (8, 16)]  # fmt: skip
+    with open_store(sqlite_url) as store:
+        store.register_search("pruned-report", method="grid", parameters={}, trial_count=4,
+                              sampler="enqueued grid", pruner="asha")  # fmt: skip
+        for index, point in enumerate(points):
+            start = fake.run_start("pruned-report", trial_index=index, trial_params=point)
+            store.start_run(replace(start, trial_number=index))
+            pruned = index == 3
+            epochs = [1] if pruned else [1, 2, 3]
+            store.log_epochs(
+                start.run_id, [fake.epoch(n, accuracy=0.4 + index / 10) for n in epochs]
+            )
+            val = 0.5 + point["optimizer.learning_rate"] + point["model.dense_units"] / 100
+            status = RunStatus.PRUNED if pruned else RunStatus.SUCCEEDED
+            finish = RunFinish(status=status, val_accuracy=val, pruned_epoch=1 if pruned else None)
+            store.finish_run(start.run_id, finish)
+    engine = create_warehouse_engine(sqlite_url)
+    try:
+        data = load_report_data(engine, experiment="pruned-report")
+    finally:
+        engine.dispose()
+    search = data.search
+    assert search is not None
+    assert (search.epochs_spent, search.epochs_full) == (10, 12)  # 3 x 3 + 1, against 4 x 3
+    assert set(search.curves["run_id"]) == {r for r in search.leaderboard["run_id"]}
+    assert set(search.importances) == {"optimizer.learning_rate", "model.dense_units"}
+    assert math.isclose(sum(search.importances.values()), 1.0)
+    page = render_html(data)
+    for plot in ("trial-curves", "epochs-against-grid", "importances"):
+        assert f'data-plot="{plot}"' in page
+    assert "10 epochs, 83.33% of the 12" in page

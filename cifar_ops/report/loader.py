@@ -271,9 +271,50 @@ def _search(
     )
     varying = [k for k in keys if distinct[k] > 1]
     axes = _heatmap_axes(keys, varying, heatmap_axes)
+    curves = views.read("epoch_curves", "experiment = :e", {"e": experiment}, order="run_id, epoch")
+    curves = curves[curves["trial_index"].notna()]
+    finished = board[board["status"] == "succeeded"]["epochs_used"]
+    full = int(finished.max()) * len(board) if len(finished) else None
     return SearchReport(
-        leaderboard=leaderboard, parameters=keys, varying=varying, heatmap_axes=axes
+        leaderboard=leaderboard,
+        parameters=keys,
+        varying=varying,
+        heatmap_axes=axes,
+        curves=curves[["run_id", "trial_index", "status", "epoch", "val_accuracy"]],
+        epochs_spent=int(board["epochs_used"].sum()),
+        epochs_full=full,
+        importances=_importances(params, board, varying),
     )
+
+
+def _importances(
+    params: list[dict[str, Any]], board: pd.DataFrame, varying: list[str]
+) -> dict[str, float]:
+    """Optuna's fANOVA importances of the varying parameters for validation accuracy, over the
+    finished trials (from the warehouse alone, so a reader without the study's tables gets them
+    too); empty with fewer than three finished trials."""
+    rows = [
+        (point, float(value))
+        for point, value, status in zip(params, board["val_accuracy"], board["status"], strict=True)
+        if status == "succeeded" and value is not None and not pd.isna(value)
+    ]
+    if len(rows) < 3 or not varying:
+        return {}
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    choices = {k: sorted({json.dumps(p.get(k), sort_keys=True) for p, _ in rows}) for k in varying}
+    distributions = {k: CategoricalDistribution(v) for k, v in choices.items()}
+    study = optuna.create_study(direction="maximize")
+    for point, value in rows:
+        encoded = {k: json.dumps(point.get(k), sort_keys=True) for k in varying}
+        study.add_trial(
+            optuna.trial.create_trial(params=encoded, distributions=distributions, value=value)
+        )
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    return {key: float(share) for key, share in found.items()}
 
 
 def _heatmap_axes(

@@ -53,6 +53,10 @@ class SearchReport:
     parameters: list[str]  # dotted config keys, most distinct values first
     varying: list[str]  # those of `parameters` with more than one value: heatmap axis candidates
     heatmap_axes: tuple[str, str] | None  # (x, y) shown first; None with fewer than two
+    curves: pd.DataFrame | None = None  # run_id, trial_index, status, epoch, val_accuracy
+    epochs_spent: int | None = None  # epochs the trials trained (pruned ones stop early)
+    epochs_full: int | None = None  # the same trials, each to a finished trial's length
+    importances: dict[str, float] = field(default_factory=dict)  # parameter -> share (fANOVA)
 
 
 @dataclass(frozen=True)

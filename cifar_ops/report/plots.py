@@ -198,3 +198,53 @@ def search_heatmap(pivot: pd.DataFrame, x: str, y: str) -> str:
         ax.set_ylabel(y)
         ax.set_title("Best validation accuracy")
         return _svg(fig)
+
+
+def trial_curves(curves: pd.DataFrame) -> str:
+    """Validation accuracy by epoch of every trial on one plot; pruned trials dashed, ending
+    with a cross where they were stopped."""
+    with _figure(7, 3.4) as (fig, (ax,)):
+        for _run, frame in curves.groupby("run_id", sort=False):
+            pruned = (frame["status"] == "pruned").any()
+            ax.plot(
+                frame["epoch"],
+                frame["val_accuracy"],
+                linestyle="--" if pruned else "-",
+                color=VAL_COLOUR if pruned else TRAIN_COLOUR,
+                alpha=0.55 if pruned else 0.9,
+                linewidth=1.2,
+                label=None,
+            )
+            if pruned:
+                last = frame.iloc[-1]
+                ax.plot([last["epoch"]], [last["val_accuracy"]], "x", color=VAL_COLOUR)
+        ax.plot([], [], "-", color=TRAIN_COLOUR, label="ran to the end")
+        ax.plot([], [], "--x", color=VAL_COLOUR, label="pruned")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel("Validation accuracy")
+        ax.legend(loc="lower right")
+        return _svg(fig)
+
+
+def epochs_against_grid(spent: int, full: int) -> str:
+    """The epochs the search trained against the same trials each run to the end."""
+    with _figure(6, 1.4) as (fig, (ax,)):
+        ax.barh(
+            ["all to the end", "this search"], [full, spent], color=[THIRD_COLOUR, TRAIN_COLOUR]
+        )
+        for y, value in enumerate((full, spent)):
+            ax.text(value, y, f" {value}", va="center")
+        ax.set_xlabel("Epochs trained")
+        ax.grid(axis="y", visible=False)
+        return _svg(fig)
+
+
+def importance_bars(importances: dict[str, float]) -> str:
+    """Each parameter's share of the validation accuracy's variance (Optuna's fANOVA)."""
+    keys = list(importances)[::-1]  # largest on top
+    with _figure(6, 0.5 + 0.35 * len(keys)) as (fig, (ax,)):
+        ax.barh(keys, [importances[k] for k in keys], color=TRAIN_COLOUR)
+        ax.set_xlabel("Importance for validation accuracy")
+        ax.set_xlim(0, 1)
+        ax.grid(axis="y", visible=False)
+        return _svg(fig)

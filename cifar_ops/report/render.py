@@ -104,10 +104,22 @@ def _search_view(data: ReportData) -> dict[str, Any] | None:
             heatmaps.append(
                 {"key": f"{x}|{y}", "x": x, "y": y, "svg": plots.search_heatmap(pivot, x, y)}
             )
+    curves = search.curves
+    spent, full = search.epochs_spent, search.epochs_full
     return {
         "rows": _records(search.leaderboard),
         "parameters": search.parameters,
         "heatmaps": heatmaps,
+        "curves_svg": plots.trial_curves(curves) if curves is not None and len(curves) else None,
+        "epochs_spent": spent,
+        "epochs_full": full,
+        "epochs_share": spent / full if spent is not None and full else None,
+        "epochs_svg": plots.epochs_against_grid(spent, full)
+        if spent is not None and full
+        else None,
+        "importances_svg": plots.importance_bars(search.importances)
+        if search.importances
+        else None,
     }
 
 
@@ -138,6 +150,9 @@ def _payload(data: ReportData) -> dict[str, Any]:
             "leaderboard": _records(search.leaderboard),
             "parameters": search.parameters,
             "heatmap_axes": search.heatmap_axes,
+            "epochs_spent": search.epochs_spent,
+            "epochs_full": search.epochs_full,
+            "importances": search.importances,
         },
     }
 
