@@ -20,6 +20,7 @@ from cifar_ops.commands import (
     models_cmds,
     report_cmds,
     runs_cmds,
+    serving_cmds,
     training_cmds,
 )
 from cifar_ops.commands.output import ErrorHandlingGroup
@@ -58,6 +59,7 @@ app.add_typer(runs_cmds.app, name="runs")
 report_cmds.register(app)
 app.add_typer(db_cmds.app, name="db")
 app.add_typer(models_cmds.app, name="models")
+serving_cmds.register(app)
 
 
 def main() -> None:
