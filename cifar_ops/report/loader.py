@@ -292,14 +292,14 @@ def _importances(
 ) -> dict[str, float]:
     """Optuna's fANOVA importances of the varying parameters for validation accuracy, over the
     finished trials (from the warehouse alone, so a reader without the study's tables gets them
-    too); empty with fewer than three finished trials."""
+    too); empty with fewer than three finished trials or nothing varying."""
     rows = [
         (point, float(value))
         for point, value, status in zip(params, board["val_accuracy"], board["status"], strict=True)
         if status == "succeeded" and value is not None and not pd.isna(value)
     ]
-    if len(rows) < 3 or not varying:
-        return {}
+    if len(rows) < 3 or not varying or len({value for _, value in rows}) < 2:
+        return {}  # nothing to explain
     import optuna
     from optuna.distributions import CategoricalDistribution
 
@@ -313,7 +313,10 @@ def _importances(
             optuna.trial.create_trial(params=encoded, distributions=distributions, value=value)
         )
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-    found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    try:
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except RuntimeError:  # fANOVA's trees found no variance to split
+        return {}
     return {key: float(share) for key, share in found.items()}
 
 
