@@ -8,30 +8,12 @@ from rich.text import Text
 
 from cifar_ops.commands.output import JSON_OPTION, console, err_console, print_json
 from cifar_ops.commands.training_cmds import MODEL_HELP
-from cifar_ops.errors import DataError
 from cifar_ops.redaction import redact_url
-
-_SHOWN_UNREADABLE = 5
 
 
 def register(app: typer.Typer) -> None:
     app.command()(score)
     app.command()(serve)
-
-
-def load_model(reference: str) -> tuple[object, tuple[str, int] | None]:
-    """The loaded model of any model reference, and its (name, version) when registered."""
-    from cifar_ops.inference import load_saved_model
-    from cifar_ops.storage.models import MODELS_SCHEME, local_model
-
-    registered = None
-    location = reference
-    if reference.startswith(MODELS_SCHEME):
-        from cifar_ops.warehouse.registry import resolve_reference
-
-        version = resolve_reference(reference)
-        registered, location = (version.name, version.version), version.model_uri
-    return load_saved_model(local_model(location)), registered
 
 
 def score(
@@ -55,12 +37,8 @@ def score(
     """Score every image under --data-dir into the warehouse; re-running resumes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from cifar_ops.scoring import open_source, score_images
-    from cifar_ops.scoring.output import default_location, write_files
-    from cifar_ops.warehouse import open_store, scores
+    from cifar_ops.scoring.run import ScoringRequest, require_readable, run_scoring
 
-    saved, registered = load_model(model)
-    source = open_source(data_dir)
     progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -70,25 +48,12 @@ def score(
         disable=as_json,
         transient=True,
     )
-    with open_store() as store, progress:
-        task = progress.add_task("scoring", total=len(source.paths))
-        result = score_images(
-            saved,  # type: ignore[arg-type]
-            source,
-            store,
-            model_ref=model,
-            registered=registered,
-            batch_size=batch_size,
-            top_k=top_k,
+    task = progress.add_task("scoring", total=None)
+    with progress:
+        result, files = run_scoring(
+            ScoringRequest(model, data_dir, output, batch_size, top_k),
+            on_total=lambda total: progress.update(task, total=total),
             on_batch=lambda n: progress.advance(task, n),
-        )
-        location = output or default_location(result.scoring_id)
-        files = write_files(*scores.rows(store, result.scoring_id), location)
-        scores.finish(
-            store,
-            result.scoring_id,
-            images_per_second=result.images_per_second,
-            output_uri=redact_url(location),
         )
     payload = {
         "scoring_id": result.scoring_id,
@@ -117,14 +82,7 @@ def score(
         )
         for name in payload["files"]:
             console.print(f"  {name}", highlight=False, soft_wrap=True)
-    if result.unreadable:
-        shown = "; ".join(f"{p}: {r}" for p, r in result.unreadable[:_SHOWN_UNREADABLE])
-        more = len(result.unreadable) - _SHOWN_UNREADABLE
-        raise DataError(
-            f"{len(result.unreadable)} image(s) under {redact_url(data_dir)} could not be read "
-            f"and were not scored ({shown}{f'; and {more} more' if more > 0 else ''}); "
-            "replace or delete them and run again to score the rest"
-        )
+    require_readable(result, data_dir)
 
 
 def serve(
@@ -138,6 +96,7 @@ def serve(
     ),
 ) -> None:
     """Serve an upload page, POST /predict (JSON) and /health for one model."""
+    from cifar_ops.scoring.run import load_model
     from cifar_ops.serving.app import serve_forever
 
     saved, _ = load_model(model)
