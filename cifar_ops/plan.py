@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING
 from cifar_ops.config import (
     AugmentationConfig,
     EarlyStoppingConfig,
+    FastModel,
+    LookaheadConfig,
     OptimizerConfig,
     RunConfig,
     ScheduleConfig,
 )
+from cifar_ops.data.device_rule import resolve_pipeline
 from cifar_ops.errors import ConfigError
 from cifar_ops.optimizers import l2_coefficient
 
@@ -55,6 +58,15 @@ class TrainingPlan:
     augmentation: AugmentationConfig
     monitor: str  # what "best" means: the early-stopping monitor, else val_accuracy
     early_stopping: EarlyStoppingConfig | None
+    lookahead: LookaheadConfig | None = None
+    whiten_bias_epochs: int | None = None  # the whitening bias is fixed from this epoch on
+    pipeline: str = "host"  # host (tf.data) or device (data/device.py), `auto` resolved
+    replicas: int = 1  # batch_size is the global batch, split across these (distribution.py)
+    learning_rate_scale: float = 1.0  # applied to every rate in `phases` (the linear rule)
+
+    @property
+    def replica_batch_size(self) -> int:
+        return self.batch_size // self.replicas
 
     def phase(self, name: str) -> Phase:
         return next(p for p in self.phases if p.name == name)
@@ -63,32 +75,71 @@ class TrainingPlan:
         return next(i for i, p in enumerate(self.phases) if p.name == name)
 
 
-def build_plan(config: RunConfig, model: keras.Model, *, train_images: int) -> TrainingPlan:
-    """The plan for `model` (built, uncompiled) on a training split of `train_images` images.
+def build_plan(
+    config: RunConfig, model: keras.Model, *, train_images: int, replicas: int = 1
+) -> TrainingPlan:
+    """The plan for `model` (built, uncompiled) on a training split of `train_images` images,
+    trained on `replicas` replicas.
 
-    Raises `ConfigError` when `train.fine_tune` is set for a model with no frozen base.
+    Raises `ConfigError` when `train.fine_tune` is set for a model with no frozen base, or a
+    global `train.batch_size` does not split evenly across the replicas.
     """
     train = config.train
     stopping = train.early_stopping
+    batch_size, scale = global_batch(config, replicas)
     return TrainingPlan(
-        phases=_phases(config, model),
+        phases=_phases(config, model, scale),
         optimizer=config.optimizer,
         l2=l2_coefficient(config.optimizer),
         label_smoothing=train.label_smoothing,
-        batch_size=train.batch_size,
-        steps_per_epoch=math.ceil(train_images / train.batch_size),
+        batch_size=batch_size,
+        steps_per_epoch=math.ceil(train_images / batch_size),
         train_images=train_images,
         xla=train.xla,
         seed=config.seed,
         augmentation=config.augmentation,
         monitor=stopping.monitor if stopping else "val_accuracy",
         early_stopping=stopping,
+        lookahead=train.lookahead,
+        pipeline=resolve_pipeline(
+            config.data.pipeline, train_images * config.data.image_size**2 * 3
+        ),
+        whiten_bias_epochs=(
+            config.model.whiten_bias_epochs if isinstance(config.model, FastModel) else None
+        ),
+        replicas=replicas,
+        learning_rate_scale=scale,
     )
 
 
-def _phases(config: RunConfig, model: keras.Model) -> tuple[Phase, ...]:
-    """The head/full phase, then the fine-tune phase of a transfer model (plateau carries over)."""
-    first = Phase("train", config.train.epochs, config.optimizer.learning_rate, config.schedule)
+def global_batch(config: RunConfig, replicas: int) -> tuple[int, float]:
+    """The global batch over `replicas` replicas, and the factor on every learning rate.
+
+    Per-replica `train.batch_size` (the default): the global batch is replicas x batch_size and
+    the rates are multiplied by replicas (unless `train.scale_learning_rate: false`). Global
+    (`train.batch_size_is_global: true`): batch_size, split evenly; the rates as written.
+    """
+    train = config.train
+    if train.batch_size_is_global:
+        if train.batch_size % replicas:
+            raise ConfigError(
+                f"{train.batch_size} does not split evenly across {replicas} replicas; use a "
+                f"multiple of {replicas} or train.batch_size_is_global: false",
+                key="train.batch_size",
+            )
+        return train.batch_size, 1.0
+    return train.batch_size * replicas, float(replicas) if train.scale_learning_rate else 1.0
+
+
+def _phases(config: RunConfig, model: keras.Model, scale: float) -> tuple[Phase, ...]:
+    """The head/full phase, then the fine-tune phase of a transfer model (plateau carries over).
+
+    Every absolute rate is multiplied by `scale`: the phase's rate, the piecewise stages' and the
+    cosine/plateau floor; fractions of the peak stay as they are.
+    """
+    schedule = _scaled(config.schedule, scale)
+    rate = config.optimizer.learning_rate * scale
+    first = Phase("train", config.train.epochs, rate, schedule)
     tune = config.train.fine_tune
     if tune is None:
         return (first,)
@@ -99,9 +150,25 @@ def _phases(config: RunConfig, model: keras.Model) -> tuple[Phase, ...]:
             key="train.fine_tune",
         )
     name = "plateau" if config.schedule.name == "plateau" else "constant"
-    schedule = config.schedule.model_copy(update={"name": name, "stages": []})
-    tuning = Phase("fine_tune", tune.epochs, tune.learning_rate, schedule, tune.unfreeze_layers)
+    tuning_schedule = schedule.model_copy(update={"name": name, "stages": []})
+    tuning = Phase(
+        "fine_tune",
+        tune.epochs,
+        tune.learning_rate * scale,
+        tuning_schedule,
+        tune.unfreeze_layers,
+    )
     return (first, tuning)
+
+
+def _scaled(schedule: ScheduleConfig, scale: float) -> ScheduleConfig:
+    if scale == 1.0:
+        return schedule
+    stages = [
+        s.model_copy(update={"learning_rate": s.learning_rate * scale}) for s in schedule.stages
+    ]
+    floor = schedule.min_learning_rate * scale
+    return schedule.model_copy(update={"stages": stages, "min_learning_rate": floor})
 
 
 def has_base(model: keras.Model) -> bool:

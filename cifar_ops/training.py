@@ -13,6 +13,7 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -33,10 +34,12 @@ from cifar_ops.data import Dataset, make_pipeline
 from cifar_ops.errors import ModelError
 from cifar_ops.losses import SparseSmoothedCrossentropy
 from cifar_ops.models import fit_to_data, set_trainable_tail
+from cifar_ops.models.whitening import PatchWhitening
 from cifar_ops.optimizers import build_optimizer
 from cifar_ops.plan import Phase, TrainingPlan
 from cifar_ops.records import EpochRecord, RunSink
 from cifar_ops.schedules import learning_rate_for
+from cifar_ops.weight_averaging import FreezeAfter, Lookahead
 
 
 @dataclass
@@ -120,22 +123,9 @@ def fit(
     an `EpochListener` (has `on_epoch_record`), such as the metrics exporter. A listener that
     stops training and sets `pruned_at` (a search's `TrialReporter`) ends the run there.
     """
-    train = make_pipeline(
-        dataset.train,
-        batch_size=plan.batch_size,
-        training=True,
-        augmentation=plan.augmentation,
-        seed=plan.seed,
-    )
-    validation = make_pipeline(
-        dataset.validation,
-        batch_size=plan.batch_size,
-        training=False,
-        augmentation=plan.augmentation,
-        seed=plan.seed,
-    )
-    apply_l2(model, plan.l2)
     state = run_dir.load_state() or TrainingState()
+    train, validation = _host_inputs(plan, dataset, state.epochs_done)
+    apply_l2(model, plan.l2)
     best_model = BestModelCheckpoint(
         str(run_dir.best_model_path),
         monitor=plan.monitor,
@@ -152,18 +142,24 @@ def fit(
             state.phase, state.phase_start, state.phase_done = phase.name, state.epochs_done, False
             state.callbacks = {k: v for k, v in state.callbacks.items() if k == "best_model"}
         resumables = _phase_callbacks(plan, phase, state, run_dir, best_model)
+        phase_end = state.phase_start + phase.epochs
         checkpoint = EpochCheckpoint(model, run_dir, state, resumables)
         recorder = EpochRecorder(
             phase.name, plan.train_images, [SinkWriter(sink, run_id), checkpoint, *listeners]
         )
+        fitter, train_data, validation_data = _phase_inputs(
+            model, plan, dataset, (train, validation), state.epochs_done, phase_end
+        )
         with storage_guard(run_dir.root):  # best.keras, written by Keras
-            model.fit(
-                train,
-                validation_data=validation,
+            fitter.fit(
+                train_data,
+                validation_data=validation_data,
                 initial_epoch=state.epochs_done,
-                epochs=state.phase_start + phase.epochs,
+                epochs=phase_end,
+                steps_per_epoch=plan.steps_per_epoch if plan.pipeline == "device" else None,
                 callbacks=[
                     *[cb for cb in resumables.values() if cb is not best_model],
+                    *_weight_callbacks(model, plan, phase),
                     best_model,
                     recorder,
                     keras.callbacks.TerminateOnNaN(),
@@ -183,6 +179,54 @@ def fit(
         run_dir.save(model, state)  # best weights restored, so a restart here keeps them
     history = [EpochRecord(**r) for r in state.history]
     return FitResult(history, _best_epoch(history, plan.monitor), diverged=False)
+
+
+def _host_inputs(plan: TrainingPlan, dataset: Dataset, first_epoch: int) -> tuple[Any, Any]:
+    """The tf.data pipelines of the host path; (None, None) on the device path."""
+    if plan.pipeline != "host":
+        return None, None
+    train = make_pipeline(
+        dataset.train,
+        batch_size=plan.batch_size,
+        training=True,
+        augmentation=plan.augmentation,
+        seed=plan.seed,
+        first_epoch=first_epoch,
+    )
+    validation = make_pipeline(
+        dataset.validation,
+        batch_size=plan.batch_size,
+        training=False,
+        augmentation=plan.augmentation,
+        seed=plan.seed,
+    )
+    return train, validation
+
+
+def _phase_inputs(
+    model: keras.Model,
+    plan: TrainingPlan,
+    dataset: Dataset,
+    host: tuple[Any, Any],
+    first_epoch: int,
+    last_epoch: int,
+) -> tuple[keras.Model, Any, Any]:
+    """What one phase fits: the model and the host pipelines, or the device trainer and feeds."""
+    if plan.pipeline == "host":
+        return model, *host
+    from cifar_ops.data.device import device_inputs
+
+    return device_inputs(
+        model,
+        dataset.train,
+        dataset.validation,
+        augmentation=plan.augmentation,
+        batch_size=plan.batch_size,
+        seed=plan.seed,
+        first_epoch=first_epoch,
+        last_epoch=last_epoch,
+        jit_compile=plan.xla if keras.backend.backend() == "tensorflow" else "auto",
+    )
 
 
 def _phase_finished(plan: TrainingPlan, index: int, state: TrainingState) -> bool:
@@ -252,6 +296,26 @@ def _phase_callbacks(
             restore_best_weights=stopping.restore_best_weights,
         )
     return resumables
+
+
+def _weight_callbacks(
+    model: keras.Model, plan: TrainingPlan, phase: Phase
+) -> list[keras.callbacks.Callback]:
+    """Lookahead, then the whitening-bias freeze (so a sync cannot move a frozen bias)."""
+    found: list[keras.callbacks.Callback] = []
+    if plan.lookahead is not None:
+        found.append(
+            Lookahead(
+                plan.lookahead.every,
+                plan.lookahead.decay_per_step,
+                total_steps=phase.epochs * plan.steps_per_epoch,
+                steps_per_epoch=plan.steps_per_epoch,
+            )
+        )
+    if plan.whiten_bias_epochs is not None:
+        biases = [layer.bias for layer in model.layers if isinstance(layer, PatchWhitening)]
+        found.append(FreezeAfter(biases, plan.whiten_bias_epochs))
+    return found
 
 
 def _best_epoch(history: list[EpochRecord], monitor: str) -> int | None:

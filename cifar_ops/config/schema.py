@@ -69,6 +69,11 @@ class DataConfig(Strict):
     image_size: ImageSize = 32  # pixels; folder images are resized to this square
     synthetic_images: Annotated[int, Field(ge=1, le=1_000_000)] = 2000  # synthetic source: total
     num_classes: Annotated[int, Field(ge=2, le=1000)] = 10  # synthetic only; others read the data
+    # `host`: tf.data gathers and augments batches beside the model (TensorFlow backend only);
+    # `device`: the uint8 training split is held where the model runs and each compiled step
+    # gathers and augments its own batch (any Keras backend); `auto`: device when the uint8
+    # training split is at most 2 GiB (data/device.py DEVICE_BYTES_LIMIT), else host
+    pipeline: Literal["host", "device", "auto"] = "host"
 
     @field_validator("dir", "archive")
     @classmethod
@@ -101,7 +106,9 @@ class DataConfig(Strict):
 
 
 class AugmentationConfig(Strict):
-    flip: bool = False  # random horizontal flip
+    # random horizontal flip; `alternating`: each image's flip is drawn once and then toggles
+    # every epoch (airbench's derandomised flip), keyed on the image index and the epoch
+    flip: bool | Literal["alternating"] = False
     rotation: Annotated[float, Field(ge=0, le=180)] = 0.0  # degrees, +/-
     width_shift: Fraction = 0.0  # fraction of width, +/-
     height_shift: Fraction = 0.0  # fraction of height, +/-
@@ -176,12 +183,15 @@ class FastModel(_ModelBase):
     widths: list[Units] = [64, 256, 256]  # airbench-style block widths
     stem_filters: Units = 24
     batch_norm_momentum: OpenFraction = 0.6
+    batch_norm_epsilon: Annotated[float, Field(gt=0, le=0.1)] = 1e-5  # airbench: 1e-12
     # A 2x2 stem fitted to the training images' patch covariance (airbench's whitening) instead
     # of a learned one; it has 2 x 4 x channels filters (24 for RGB), which stem_filters must be.
     whiten: bool = False
     # Each conv's first in-channels filters start as the identity (airbench's dirac init), so a
     # fresh group passes its input through; the other filters start random.
     dirac_init: bool = False
+    # whiten: the whitening bias trains for this many epochs, then stays fixed (airbench: 3)
+    whiten_bias_epochs: NonNegativeInt | None = None
 
     @model_validator(mode="after")
     def _whitened_stem_has_24_filters(self) -> FastModel:
@@ -190,6 +200,11 @@ class FastModel(_ModelBase):
                 f"model.stem_filters: a whitened 2x2 stem on RGB images has "
                 f"{WHITENED_STEM_FILTERS} filters (2 x 2 x 2 x 3), not {self.stem_filters}; set "
                 f"stem_filters: {WHITENED_STEM_FILTERS} or whiten: false"
+            )
+        if self.whiten_bias_epochs is not None and not self.whiten:
+            raise ValueError(
+                "model.whiten_bias_epochs freezes the whitened stem's bias; set whiten: true "
+                "or remove whiten_bias_epochs"
             )
         return self
 
@@ -254,6 +269,8 @@ class ScheduleConfig(Strict):
     min_learning_rate: NonNegativeFloat = 0.0  # cosine / plateau floor
     peak_fraction: OpenFraction = 0.25  # one_cycle: fraction of training spent rising
     start_fraction: OpenFraction = 0.04  # one_cycle: first rate as a fraction of the peak
+    # one_cycle: last rate as a fraction of the peak; unset, start_fraction / 10^4 (airbench: 0.07)
+    end_fraction: Fraction | None = None
     factor: OpenFraction = 0.5  # plateau: multiply the rate by this
     patience: PositiveInt = 3  # plateau: epochs without improvement
 
@@ -278,6 +295,17 @@ class FineTuneConfig(Strict):
     unfreeze_layers: Annotated[int, Field(ge=1, le=10_000)] = 30
 
 
+class LookaheadConfig(Strict):
+    """Lookahead weights (airbench): every `every` steps the slow copy moves towards the trained
+    weights by 1 - decay and the trained weights restart from it; decay is
+    `decay_per_step ** steps * (step / total) ** 3`, so 0 early (plain training) and up to
+    0.95 ** 5 = 0.77 at the end. The weights also sync at every epoch's last step, so validation,
+    checkpoints and the final model hold the slow weights and a resume needs no extra state."""
+
+    every: Annotated[int, Field(ge=1, le=10_000)] = 5  # steps between syncs
+    decay_per_step: OpenFraction = 0.95
+
+
 class TrainConfig(Strict):
     """How the model is fitted. Every epoch is checkpointed, so a stopped run resumes."""
 
@@ -288,6 +316,13 @@ class TrainConfig(Strict):
     fine_tune: FineTuneConfig | None = None
     mixed_precision: bool = False
     xla: bool = False
+    lookahead: LookaheadConfig | None = None
+    # Over N replicas (resources.gpus > 1): false, batch_size is each replica's batch and the
+    # global batch N x batch_size; true, batch_size is the global batch, split N ways.
+    batch_size_is_global: bool = False
+    # With a per-replica batch over N replicas, every learning rate of the config is multiplied
+    # by N (the linear scaling rule); false keeps the rates as written.
+    scale_learning_rate: bool = True
 
     @model_validator(mode="before")
     @classmethod
@@ -307,6 +342,12 @@ class EvaluationConfig(Strict):
     # Test-time augmentation: `flip` averages each image with its mirror, `flip_translate` adds
     # one-pixel shifts of both (airbench's levels 1 and 2); evaluate and predict replay it.
     tta: TtaLevel = "none"
+    # how the TTA views combine: mean of probabilities, or of log-probabilities (the same as
+    # airbench's mean of logits, up to a constant per image that softmax removes)
+    tta_average: Literal["probabilities", "logits"] = "probabilities"
+    # score the train split (its overfitting gap) on this many images drawn with a fixed seed;
+    # unset: the whole split
+    train_sample: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -369,6 +410,19 @@ class ResourcesConfig(Strict):
 
 # Sections that say where or how a run is watched, not what it computes: left out of the hash.
 _UNHASHED = {"experiment", "description", "monitoring", "executor", "resources"}
+# Keys added after runs were recorded, with the value that computes what those runs computed:
+# hashed only when set to something else, so an older config keeps its hash (and its resume).
+_HASHED_WHEN_CHANGED: dict[tuple[str, str], Any] = {
+    ("data", "pipeline"): "host",
+    ("model", "batch_norm_epsilon"): 1e-5,
+    ("model", "whiten_bias_epochs"): None,
+    ("schedule", "end_fraction"): None,
+    ("train", "lookahead"): None,
+    ("evaluation", "tta_average"): "probabilities",
+    ("evaluation", "train_sample"): None,
+    ("train", "batch_size_is_global"): False,
+    ("train", "scale_learning_rate"): True,
+}
 
 
 class RunConfig(Strict):
@@ -398,11 +452,21 @@ class RunConfig(Strict):
 
     def config_hash(self) -> str:
         """Stable SHA-256 of what the run computes (not where it runs or how it is watched)."""
-        # data.archive says where the (checksummed) archive is fetched from, not what is computed
-        exclude: dict[str, Any] = {**dict.fromkeys(_UNHASHED, True), "data": {"archive"}}
-        payload = self.model_dump(mode="json", exclude=exclude)
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return dump_hash(self.model_dump(mode="json"))
+
+
+def dump_hash(dump: dict[str, Any]) -> str:
+    """`RunConfig.config_hash` of a config's JSON dump (`model_dump(mode="json")`), which may be
+    one a run directory stored under an older schema."""
+    payload = {key: value for key, value in dump.items() if key not in _UNHASHED}
+    # data.archive says where the (checksummed) archive is fetched from, not what is computed
+    payload["data"] = {k: v for k, v in payload.get("data", {}).items() if k != "archive"}
+    for (section, key), unchanged in _HASHED_WHEN_CHANGED.items():
+        part = payload.get(section)
+        if isinstance(part, dict) and key in part and part[key] == unchanged:
+            payload[section] = {k: v for k, v in part.items() if k != key}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # --- searches -----------------------------------------------------------------------------------

@@ -11,52 +11,50 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from cifar_ops.config import AugmentationConfig
 from cifar_ops.data.affine import affine_transforms, apply_transforms
-from cifar_ops.errors import ConfigError
-
-# Columns of the per-image uniform draws: each transform has its own, so turning one on or off
-# leaves the others' draws unchanged.
-FLIP, ANGLE, ZOOM, SHIFT_X, SHIFT_Y, CROP_ROW, CROP_COL, CUT_Y, CUT_X = range(9)
-DRAWS = 9
-
-
-def check_augmentation(augmentation: AugmentationConfig, image_size: int) -> None:
-    """Reject crop padding or cutout sizes that do not fit the images; raises `ConfigError`."""
-    if augmentation.crop_padding >= image_size:
-        raise ConfigError(
-            f"got {augmentation.crop_padding}: reflect padding must be below the image size "
-            f"({image_size} pixels)",
-            key="augmentation.crop_padding",
-        )
-    if augmentation.cutout > image_size:
-        raise ConfigError(
-            f"got {augmentation.cutout}: the cutout square must fit the image "
-            f"({image_size} pixels)",
-            key="augmentation.cutout",
-        )
+from cifar_ops.data.draws import (  # noqa: F401 (check_augmentation, is_active: importers')
+    ANGLE,
+    CROP_COL,
+    CROP_ROW,
+    CUT_X,
+    CUT_Y,
+    DRAWS,
+    FLIP,
+    SHIFT_X,
+    SHIFT_Y,
+    ZOOM,
+    check_augmentation,
+    has_geometry,
+    is_active,
+)
 
 
-def has_geometry(augmentation: AugmentationConfig) -> bool:
-    """Whether the affine pass runs at all (rotation, a shift or zoom configured)."""
-    aug = augmentation
-    return bool(aug.rotation or aug.width_shift or aug.height_shift or aug.zoom)
+def first_flips(count: int, seed: int) -> np.ndarray:
+    """Each image's flip in the first epoch of an alternating flip: half of them, by `seed`."""
+    return np.random.default_rng(seed).random(count) < 0.5
 
 
-def is_active(augmentation: AugmentationConfig | None) -> bool:
-    """Whether any augmentation is configured."""
-    if augmentation is None:
-        return False
-    aug = augmentation
-    return bool(aug.flip or has_geometry(aug) or aug.crop_padding or aug.cutout)
+def alternating_flips(first: tf.Tensor, index: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
+    """The flips of images `index` in 0-based `epoch`: their first-epoch flip, toggled on odd
+    epochs, so every image is seen mirrored and not mirrored in turn (airbench)."""
+    odd = tf.math.floormod(tf.cast(epoch, tf.int64), 2) == 1
+    return tf.math.logical_xor(tf.gather(first, index), odd)
 
 
 def augment_batch(
-    images: tf.Tensor, seed: tf.Tensor, augmentation: AugmentationConfig
+    images: tf.Tensor,
+    seed: tf.Tensor,
+    augmentation: AugmentationConfig,
+    flips: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """A float batch (B, H, W, C) in [0, 255], augmented per image from `seed` (shape (2,))."""
+    """A float batch (B, H, W, C) in [0, 255], augmented per image from `seed` (shape (2,)).
+
+    `flips` (bool, (B,)) gives each image's flip instead of drawing it (an alternating flip).
+    """
     aug = augmentation
     height, width = int(images.shape[1]), int(images.shape[2])
     draws = tf.random.stateless_uniform((tf.shape(images)[0], DRAWS), seed=seed)
@@ -64,7 +62,8 @@ def augment_batch(
     def symmetric(column: int, limit: float) -> tf.Tensor:
         return (2.0 * draws[:, column] - 1.0) * limit
 
-    flips = draws[:, FLIP] < 0.5 if aug.flip else tf.zeros_like(draws[:, FLIP], tf.bool)
+    if flips is None:
+        flips = draws[:, FLIP] < 0.5 if aug.flip else tf.zeros_like(draws[:, FLIP], tf.bool)
     if has_geometry(aug):
         transforms = affine_transforms(
             angle=symmetric(ANGLE, math.radians(aug.rotation)),

@@ -1,0 +1,166 @@
+"""The device data path: the uint8 training split held once where the model runs, each batch
+gathered and augmented inside the compiled training step.
+
+The host only feeds each step's image indices, its global step number and its epoch (a few
+hundred integers); `DeviceTrainer` gathers those images from its uint8 variable, casts and
+augments them with `keras.ops` (device_augment.py) and calls the model. The epoch's order is a
+permutation of (seed, epoch) and the augmentation is keyed by (seed, step), so a resumed run
+continues the same stream. The trainer is never saved: `save`, `get_weights` and `set_weights`
+go to the wrapped model, so callbacks that save or restore "the model" write the plain model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from cifar_ops.config import AugmentationConfig
+from cifar_ops.data.device_augment import augment
+from cifar_ops.data.splits import Split, derive_seed
+
+
+def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
+    """The order of the training images in 0-based `epoch`: a permutation keyed by both."""
+    return np.random.default_rng([derive_seed(seed, "order"), epoch]).permutation(count)
+
+
+def first_flips(count: int, seed: int) -> np.ndarray:
+    """Each image's mirror in even epochs of an alternating flip: half of them, by `seed`."""
+    return np.random.default_rng([derive_seed(seed, "flip")]).random(count) < 0.5
+
+
+class StepFeed(keras.utils.PyDataset):
+    """Index batches of epochs `first_epoch` .. `last_epoch - 1`, one stream across them.
+
+    Each element is ({index, step, epoch}, labels); fit with `steps_per_epoch`, so Keras keeps
+    iterating the one stream instead of restarting it each epoch.
+    """
+
+    def __init__(
+        self, labels: np.ndarray, *, batch_size: int, seed: int, first_epoch: int, last_epoch: int
+    ):
+        super().__init__()
+        self.labels, self.batch_size, self.seed = labels, batch_size, seed
+        self.first_epoch, self.last_epoch = first_epoch, last_epoch
+        self.steps_per_epoch = -(-len(labels) // batch_size)
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return (self.last_epoch - self.first_epoch) * self.steps_per_epoch
+
+    def __getitem__(self, item: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        epoch = self.first_epoch + item // self.steps_per_epoch
+        position = item % self.steps_per_epoch
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, epoch_order(self.seed, epoch, len(self.labels)))
+        start = position * self.batch_size
+        index = self._order[1][start : start + self.batch_size].astype("int32")
+        step = epoch * self.steps_per_epoch + position
+        inputs = {
+            "index": index,
+            "step": np.full(len(index), step, "int32"),
+            "epoch": np.full(len(index), epoch, "int32"),
+        }
+        return inputs, self.labels[index]
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Batches of a split in order, uint8 cast to float32 [0, 255] on the host (evaluation)."""
+
+    def __init__(self, split: Split, batch_size: int):
+        super().__init__()
+        self.split, self.batch_size = split, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.split) // self.batch_size)
+
+    def __getitem__(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+        part = slice(item * self.batch_size, (item + 1) * self.batch_size)
+        return self.split.images[part].astype("float32"), self.split.labels[part]
+
+
+class DeviceTrainer(keras.Model):
+    """Trains `model` on batches it gathers from its own copy of the split and augments."""
+
+    def __init__(
+        self,
+        model: keras.Model,
+        images: np.ndarray,
+        augmentation: AugmentationConfig,
+        seed: int,
+    ):
+        super().__init__(name="device_trainer")
+        self.inner = model
+        self.augmentation = augmentation
+        self.augment_seed = derive_seed(seed, "augment") % 2**31
+        self.images = keras.Variable(images, dtype="uint8", trainable=False, name="images")
+        self.alternating = augmentation.flip == "alternating"
+        flips = first_flips(len(images), seed) if self.alternating else np.zeros(1, bool)
+        self.flips = keras.Variable(flips.astype("uint8"), trainable=False, name="first_flips")
+        self.active = bool(
+            augmentation.flip
+            or augmentation.rotation
+            or augmentation.width_shift
+            or augmentation.height_shift
+            or augmentation.zoom
+            or augmentation.crop_padding
+            or augmentation.cutout
+        )
+        self.built = True
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        if not isinstance(inputs, dict):  # evaluation: images already
+            return self.inner(inputs, training=training)
+        index = inputs["index"]
+        pixels = ops.cast(ops.take(self.images, index, axis=0), "float32")
+        if training and self.active:
+            seed = ops.stack([ops.convert_to_tensor(self.augment_seed, "int32"), inputs["step"][0]])
+            flips = None
+            if self.alternating:
+                odd = ops.equal(ops.mod(inputs["epoch"], 2), 1)
+                flips = ops.not_equal(ops.take(self.flips, index, axis=0) > 0, odd)
+            pixels = augment(pixels, seed, self.augmentation, flips)
+        return self.inner(pixels, training=training)
+
+    # the trainer's own variables (the split) are never saved: these reach the model itself
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.inner.save(*args, **kwargs)
+
+    def get_weights(self) -> list[np.ndarray]:
+        return self.inner.get_weights()
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        self.inner.set_weights(weights)
+
+
+def device_inputs(
+    model: keras.Model,
+    train: Split,
+    validation: Split,
+    *,
+    augmentation: AugmentationConfig,
+    batch_size: int,
+    seed: int,
+    first_epoch: int,
+    last_epoch: int,
+    jit_compile: bool | str = "auto",
+) -> tuple[DeviceTrainer, StepFeed, ArrayBatches]:
+    """The trainer compiled like `model` (its optimizer, loss) and the feeds for `fit`."""
+    trainer = DeviceTrainer(model, train.images, augmentation, seed)
+    trainer.compile(
+        optimizer=model.optimizer,
+        loss=model.loss,
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+    )
+    feed = StepFeed(
+        train.labels,
+        batch_size=batch_size,
+        seed=seed,
+        first_epoch=first_epoch,
+        last_epoch=last_epoch,
+    )
+    return trainer, feed, ArrayBatches(validation, batch_size)

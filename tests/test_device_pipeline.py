@@ -1,0 +1,201 @@
+"""The device data path: augmentation inside the compiled step against NumPy references,
+its stream (epochs differ, runs repeat, a resume continues it) and the saved model."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cifar_ops.checkpoints import RunDirectory
+from cifar_ops.config import AugmentationConfig
+from cifar_ops.data.device import DeviceTrainer, StepFeed, epoch_order
+from cifar_ops.data.device_augment import augment, stateless_uniform
+from cifar_ops.data.device_rule import DEVICE_BYTES_LIMIT, resolve_pipeline
+from cifar_ops.data.draws import (
+    ANGLE,
+    CROP_COL,
+    CROP_ROW,
+    CUT_X,
+    CUT_Y,
+    DRAWS,
+    FLIP,
+    SHIFT_X,
+    SHIFT_Y,
+    ZOOM,
+)
+from cifar_ops.plan import build_plan
+from cifar_ops.runner import execute
+from tests.engine_helpers import tiny_config
+from tests.memory_sink import MemorySink
+
+SEED = np.array([1234, 56], "int32")
+
+
+def batch(count: int = 6, size: int = 12) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (count, size, size, 3)).astype("float32")
+
+
+def draws_for(images: np.ndarray) -> np.ndarray:
+    return keras.ops.convert_to_numpy(stateless_uniform((len(images), DRAWS), SEED))
+
+
+def run_augment(images: np.ndarray, **options: object) -> np.ndarray:
+    out = augment(keras.ops.convert_to_tensor(images), SEED, AugmentationConfig(**options))
+    return keras.ops.convert_to_numpy(out)
+
+
+def test_flip_mirrors_the_images_whose_draw_is_below_one_half() -> None:
+    images = batch()
+    flips = draws_for(images)[:, FLIP] < 0.5
+    assert 0 < flips.sum() < len(images)  # the fixed seed mirrors some, not all
+    expected = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
+    np.testing.assert_array_equal(run_augment(images, flip=True), expected)
+
+
+def test_pad_and_crop_matches_reflect_padding_and_a_numpy_crop() -> None:
+    images, padding = batch(), 3
+    draws = draws_for(images)
+    padded = np.pad(images, [(0, 0), (padding,) * 2, (padding,) * 2, (0, 0)], mode="reflect")
+    choices = 2 * padding + 1
+    expected = np.stack(
+        [
+            padded[i, top : top + 12, left : left + 12]
+            for i, (top, left) in enumerate(
+                zip(
+                    np.minimum((draws[:, CROP_ROW] * choices).astype(int), choices - 1),
+                    np.minimum((draws[:, CROP_COL] * choices).astype(int), choices - 1),
+                    strict=True,
+                )
+            )
+        ]
+    )
+    np.testing.assert_array_equal(run_augment(images, crop_padding=padding), expected)
+
+
+def test_cutout_zeroes_one_square_per_image_at_its_drawn_centre() -> None:
+    images, size = batch() + 1.0, 4  # no zero pixels before the cutout
+    draws = draws_for(images)
+    expected = images.copy()
+    for i in range(len(images)):
+        y = min(int(draws[i, CUT_Y] * 12), 11) - size // 2
+        x = min(int(draws[i, CUT_X] * 12), 11) - size // 2
+        expected[i, max(y, 0) : y + size, max(x, 0) : x + size] = 0.0
+    np.testing.assert_array_equal(run_augment(images, cutout=size), expected)
+
+
+def test_the_fused_affine_pass_matches_scipy_bilinear_resampling_with_reflection() -> None:
+    images = batch()
+    options = {"rotation": 20.0, "width_shift": 0.1, "height_shift": 0.1, "zoom": 0.1}
+    draws = draws_for(images)
+    expected = np.empty_like(images)
+    centre = (12 - 1) / 2.0
+    for i, d in enumerate(draws):
+        angle = (2 * d[ANGLE] - 1) * math.radians(20.0)
+        zoom = 1 + (2 * d[ZOOM] - 1) * 0.1
+        shift_x, shift_y = (2 * d[SHIFT_X] - 1) * 1.2, (2 * d[SHIFT_Y] - 1) * 1.2
+        cos, sin = math.cos(angle), math.sin(angle)
+        y, x = np.mgrid[0:12, 0:12].astype("float64")
+        # input = centre + R (zoom * (output - centre) - shift)
+        u, v = zoom * (x - centre) - shift_x, zoom * (y - centre) - shift_y
+        source_x, source_y = centre + cos * u - sin * v, centre + sin * u + cos * v
+        for c in range(3):
+            expected[i, :, :, c] = ndimage.map_coordinates(
+                images[i, :, :, c], [source_y, source_x], order=1, mode="reflect"
+            )
+    np.testing.assert_allclose(run_augment(images, **options), expected, atol=0.05)
+
+
+def test_the_stream_differs_across_steps_and_epochs_and_repeats_across_runs() -> None:
+    images = batch()
+    aug = AugmentationConfig(flip=True, crop_padding=2, cutout=3, rotation=5)
+
+    def at(step: int) -> np.ndarray:
+        seed = np.array([7, step], "int32")
+        return keras.ops.convert_to_numpy(augment(keras.ops.convert_to_tensor(images), seed, aug))
+
+    np.testing.assert_array_equal(at(3), at(3))
+    assert not np.allclose(at(3), at(4))
+    labels = np.arange(50) % 5
+    feed = StepFeed(labels, batch_size=16, seed=7, first_epoch=0, last_epoch=2)
+    assert len(feed) == 2 * 4
+    first, second = feed[0][0], feed[4][0]
+    assert first["step"][0] == 0 and second["step"][0] == 4 and second["epoch"][0] == 1
+    assert not np.array_equal(first["index"], second["index"])  # epochs reshuffle
+    epoch_one = np.concatenate([feed[k][0]["index"] for k in range(4)])
+    assert sorted(epoch_one) == list(range(50))  # each image once per epoch
+    resumed = StepFeed(labels, batch_size=16, seed=7, first_epoch=1, last_epoch=2)
+    np.testing.assert_array_equal(resumed[0][0]["index"], second["index"])
+    np.testing.assert_array_equal(epoch_order(7, 1, 50), epoch_order(7, 1, 50))
+
+
+def test_the_alternating_flip_mirrors_each_image_on_every_other_epoch() -> None:
+    images = np.random.default_rng(1).integers(0, 256, (8, 6, 6, 3)).astype("uint8")
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Identity()])
+    trainer = DeviceTrainer(model, images, AugmentationConfig(flip="alternating"), seed=3)
+    index = np.arange(8, dtype="int32")
+
+    def seen(epoch: int) -> np.ndarray:
+        inputs = {"index": index, "step": np.full(8, epoch, "int32"), "epoch": np.full(8, epoch)}
+        return keras.ops.convert_to_numpy(trainer(inputs, training=True))
+
+    mirrored = [np.all(seen(e) == images[:, :, ::-1], axis=(1, 2, 3)) for e in range(3)]
+    assert 0 < mirrored[0].sum() < 8
+    np.testing.assert_array_equal(mirrored[1], ~mirrored[0])
+    np.testing.assert_array_equal(mirrored[2], mirrored[0])
+
+
+def device_config(**train: object):
+    return tiny_config(
+        data={"pipeline": "device"},
+        augmentation={"flip": True, "crop_padding": 2, "cutout": 4, "rotation": 10},
+        train={"epochs": 3, **train},
+    )
+
+
+class Preemption(keras.callbacks.Callback):
+    def __init__(self, after_epoch: int):
+        super().__init__()
+        self.after_epoch = after_epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch + 1 == self.after_epoch:
+            raise KeyboardInterrupt("simulated preemption")
+
+
+def test_a_resumed_device_run_ends_with_the_weights_of_an_uninterrupted_one() -> None:
+    sink = MemorySink()
+    whole = execute(device_config(), sink=sink, run_id="device-whole")
+    assert whole.status == "succeeded"
+    assert sink.finishes["device-whole"].test_accuracy > 0.5  # chance is 0.25
+    with pytest.raises(KeyboardInterrupt):
+        execute(device_config(), sink=sink, run_id="device-cut", callbacks=[Preemption(2)])
+    resumed = execute(device_config(), sink=sink, run_id="device-cut")
+    assert [r.epoch for r in sink.history("device-cut")] == [1, 2, 3]
+    losses = [r.loss for r in sink.history("device-whole")]
+    assert [r.loss for r in sink.history("device-cut")] == pytest.approx(losses, rel=1e-5)
+    one = keras.models.load_model(whole.model_path)
+    two = keras.models.load_model(resumed.model_path)
+    for a, b in zip(one.get_weights(), two.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # the saved models are the plain model: no trainer, no copy of the split, no augmentation
+    assert one.name == "simple_cnn" and all("device" not in layer.name for layer in one.layers)
+    best = keras.models.load_model(RunDirectory("device-whole").best_model_path)
+    assert best.count_params() == one.count_params()
+
+
+def test_the_pipeline_key_resolves_and_keeps_older_config_hashes() -> None:
+    assert resolve_pipeline("auto", DEVICE_BYTES_LIMIT) == "device"
+    assert resolve_pipeline("auto", DEVICE_BYTES_LIMIT + 1) == "host"
+    assert resolve_pipeline("host", 1) == "host"
+    host, device = tiny_config(), tiny_config(data={"pipeline": "device"})
+    assert host.config_hash() == tiny_config(data={"pipeline": "host"}).config_hash()
+    assert "pipeline" not in host.model_dump_json(exclude={"data": {"pipeline"}})
+    assert device.config_hash() != host.config_hash()
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten()])
+    plan = build_plan(tiny_config(data={"pipeline": "auto"}), model, train_images=100)
+    assert plan.pipeline == "device"
