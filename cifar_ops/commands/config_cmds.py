@@ -29,7 +29,7 @@ def validate(
         "path": str(config),
         "experiment": run.experiment,
         "model": run.model.name,
-        "kind": "search" if trials else "run",
+        "kind": "search" if isinstance(loaded, SearchConfig) else "run",
         "config_hash": run.config_hash(),
         "trials": [
             {"index": t.index, "params": t.params, "config_hash": t.config.config_hash()}
@@ -48,6 +48,12 @@ def validate(
         ),
         soft_wrap=True,
     )
+    if isinstance(loaded, SearchConfig) and loaded.search.adaptive:
+        spec = loaded.search
+        console.print(
+            f"{spec.trials} trials picked by {spec.method} as results come in "
+            f"(pruner {spec.pruner}, {spec.metric}, {spec.objective_direction})"
+        )
     if trials:
         table = Table("trial", *[str(k) for k in trials[0].params], "hash")
         for trial in trials:
