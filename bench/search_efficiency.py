@@ -65,7 +65,12 @@ def base_config(data_dir: str, limit: int, epochs: int) -> dict[str, Any]:
             "batch_norm_lr_scale": 64,
         },
         "schedule": {"name": "one_cycle", "peak_fraction": 0.2, "start_fraction": 0.2},
-        "train": {"epochs": epochs, "batch_size": 128, "label_smoothing": 0.2},
+        "train": {
+            "epochs": epochs,
+            "batch_size": 128,
+            "label_smoothing": 0.2,
+            "mixed_precision": True,  # bfloat16 on a CPU, float16 on a GPU
+        },
         "evaluation": {"log_predictions": False},
     }
 
