@@ -22,6 +22,7 @@ from sklearn.metrics import (
 from cifar_ops.records import CalibrationBin, ClassMetric, EvaluationRecord, Predictions
 
 PREDICT_BATCH = 256
+TINY = float(np.finfo(np.float32).tiny)  # floor of a probability before its log
 
 
 @dataclass(frozen=True)
@@ -33,20 +34,40 @@ class SplitScore:
 
 
 def predict_split(
-    model: Any, images: np.ndarray, batch_size: int = PREDICT_BATCH, *, tta: str = "none"
+    model: Any,
+    images: np.ndarray,
+    batch_size: int = PREDICT_BATCH,
+    *,
+    tta: str = "none",
+    average: str = "probabilities",
 ) -> np.ndarray:
     """Class probabilities (N, classes) as float64, in batches, for uint8 or float images.
 
     Test-time augmentation (`tta`, airbench's levels) scores views the model was trained on:
     `flip` averages each image with its mirror; `flip_translate` takes half of that and half of
     the same for the image shifted one pixel up-left and one pixel down-right (reflect padding).
+    `average="logits"` weighs the views' log-probabilities instead and returns their softmax:
+    log-probabilities are the logits less a per-view constant, which softmax removes, so this is
+    airbench's mean of logits for any model that ends in a softmax.
     """
     import tensorflow as tf
+
+    if average not in ("probabilities", "logits"):
+        raise ValueError(f"average: {average!r} is not one of probabilities, logits")
+    if tta == "none":
+        average = "probabilities"  # one view: nothing to combine
 
     def probabilities_of(view) -> np.ndarray:
         pixels = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
         pixels = pixels.map(lambda x: view(tf.cast(x, tf.float32)))
-        return np.asarray(model.predict(pixels.prefetch(tf.data.AUTOTUNE), verbose=0), np.float64)
+        scores = np.asarray(model.predict(pixels.prefetch(tf.data.AUTOTUNE), verbose=0), np.float64)
+        return np.log(np.maximum(scores, TINY)) if average == "logits" else scores
+
+    def result(mean: np.ndarray) -> np.ndarray:
+        if average == "probabilities":
+            return mean
+        exp = np.exp(mean - mean.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
 
     def with_mirror(view) -> np.ndarray:
         return (probabilities_of(view) + probabilities_of(lambda x: tf.reverse(view(x), [2]))) / 2
@@ -54,11 +75,19 @@ def predict_split(
     if tta == "none":
         return probabilities_of(lambda x: x)
     if tta == "flip":
-        return with_mirror(lambda x: x)
+        return result(with_mirror(lambda x: x))
     if tta != "flip_translate":
         raise ValueError(f"tta: {tta!r} is not one of none, flip, flip_translate")
     shifted = [with_mirror(lambda x, d=d: shift(x, d)) for d in (-1, 1)]
-    return with_mirror(lambda x: x) / 2 + (shifted[0] + shifted[1]) / 4
+    return result(with_mirror(lambda x: x) / 2 + (shifted[0] + shifted[1]) / 4)
+
+
+def fixed_sample(count: int, size: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted indices of `size` of `count` images drawn with a fixed seed (all when `size` is None
+    or not below `count`): the same images for every run, so sampled scores compare across runs."""
+    if size is None or size >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=size, replace=False))
 
 
 def shift(images: Any, pixels: int) -> Any:

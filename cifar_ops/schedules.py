@@ -21,7 +21,8 @@ ONE_CYCLE_FINAL_DIV_FACTOR = 1e4  # ... and one-cycle ends at its start / 1e4
 @keras.saving.register_keras_serializable(package="cifar_ops")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """Linear rise from `peak * start_fraction` to `peak` over `peak_fraction` of training, then a
-    linear fall to nearly zero (airbench's triangle; 1/25 is PyTorch OneCycleLR's start)."""
+    linear fall to `peak * end_fraction`, by default nearly zero (airbench's triangle ends at
+    0.07; 1/25 is PyTorch OneCycleLR's start)."""
 
     def __init__(
         self,
@@ -29,15 +30,20 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         total_steps: int,
         peak_fraction: float,
         start_fraction: float = 1 / ONE_CYCLE_DIV_FACTOR,
+        end_fraction: float | None = None,
     ):
         self.peak = float(peak)
         self.total_steps = int(total_steps)
         self.peak_fraction = float(peak_fraction)
         self.start_fraction = float(start_fraction)
+        self.end_fraction = None if end_fraction is None else float(end_fraction)
 
     def __call__(self, step: Any) -> Any:
         start = self.peak * self.start_fraction
-        end = start / ONE_CYCLE_FINAL_DIV_FACTOR
+        if self.end_fraction is None:
+            end = start / ONE_CYCLE_FINAL_DIV_FACTOR
+        else:
+            end = self.peak * self.end_fraction
         rise = max(1.0, self.peak_fraction * self.total_steps)
         fall = max(1.0, self.total_steps - rise)
         step = ops.cast(step, "float32")
@@ -51,6 +57,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
             "total_steps": self.total_steps,
             "peak_fraction": self.peak_fraction,
             "start_fraction": self.start_fraction,
+            "end_fraction": self.end_fraction,
         }
 
 
@@ -81,7 +88,13 @@ def learning_rate_for(
             warmup_steps=warmup,
         )
     if schedule.name == "one_cycle":
-        return OneCycle(base_rate, total, schedule.peak_fraction, schedule.start_fraction)
+        return OneCycle(
+            base_rate,
+            total,
+            schedule.peak_fraction,
+            schedule.start_fraction,
+            schedule.end_fraction,
+        )
     return float(base_rate)  # constant, plateau
 
 

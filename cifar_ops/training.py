@@ -124,7 +124,8 @@ def fit(
     stops training and sets `pruned_at` (a search's `TrialReporter`) ends the run there.
     """
     state = run_dir.load_state() or TrainingState()
-    train, validation = _host_inputs(plan, dataset, state.epochs_done)
+    epoch, epoch_setters = _epoch_tracking(plan, state.epochs_done)
+    train, validation = _host_inputs(plan, dataset, epoch)
     apply_l2(model, plan.l2)
     best_model = BestModelCheckpoint(
         str(run_dir.best_model_path),
@@ -159,6 +160,7 @@ def fit(
                 steps_per_epoch=plan.steps_per_epoch if plan.pipeline == "device" else None,
                 callbacks=[
                     *[cb for cb in resumables.values() if cb is not best_model],
+                    *epoch_setters,
                     *_weight_callbacks(model, plan, phase),
                     best_model,
                     recorder,
@@ -181,7 +183,18 @@ def fit(
     return FitResult(history, _best_epoch(history, plan.monitor), diverged=False)
 
 
-def _host_inputs(plan: TrainingPlan, dataset: Dataset, first_epoch: int) -> tuple[Any, Any]:
+def _epoch_tracking(plan: TrainingPlan, first_epoch: int) -> tuple[Any, list[Any]]:
+    """The host pipeline's epoch variable (an alternating flip's parity) and its setter; none
+    on the device path, whose steps are fed their epoch (and which imports no TensorFlow)."""
+    if plan.pipeline != "host":
+        return None, []
+    from cifar_ops.data.pipeline import EpochSetter, epoch_variable
+
+    epoch = epoch_variable(first_epoch)
+    return epoch, [EpochSetter(epoch)]
+
+
+def _host_inputs(plan: TrainingPlan, dataset: Dataset, epoch: Any) -> tuple[Any, Any]:
     """The tf.data pipelines of the host path; (None, None) on the device path."""
     if plan.pipeline != "host":
         return None, None
@@ -191,7 +204,7 @@ def _host_inputs(plan: TrainingPlan, dataset: Dataset, first_epoch: int) -> tupl
         training=True,
         augmentation=plan.augmentation,
         seed=plan.seed,
-        first_epoch=first_epoch,
+        epoch=epoch,
     )
     validation = make_pipeline(
         dataset.validation,

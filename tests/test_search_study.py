@@ -304,3 +304,28 @@ def test_the_report_of_a_pruned_search_shows_curves_epochs_and_importances(
     for plot in ("trial-curves", "epochs-against-grid", "importances"):
         assert f'data-plot="{plot}"' in page
     assert "10 epochs, 83.33% of the 12" in page
+
+
+def test_a_pruned_grid_keeps_its_trial_list_and_a_retried_pod_gets_its_own_trial_back(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    grid = {"optimizer.learning_rate": [0.01, 0.1], "model.dense_units": [8, 16]}
+    search = load(write_search(tmp_path, "grid-asha", {"parameters": grid, "pruner": "asha"}))
+    with open_store(sqlite_url) as store:
+        worker.prepare(search, sqlite_url, store)
+    study = worker.SearchStudy(search, sqlite_url)
+    try:
+        assert study.prepare() == 0  # already enqueued: a search run again adds nothing
+        first = study.ask("job-a/0")
+        assert first is not None and first.trial is search.trials[0]  # the listed trial itself
+        again = study.ask("job-a/0")  # the same completion index, retried: its own trial back
+        assert again is not None and (again.number, again.run_id) == (first.number, first.run_id)
+        others = [study.ask(f"job-a/{i}") for i in (1, 2, 3)]
+        assert [o.trial for o in others if o] == search.trials[1:]  # grid order, same hashes
+        assert study.ask("job-a/4") is None  # the grid is spent
+        for asked in (first, *others):
+            assert asked is not None
+            study.tell(asked, RunStatus.SUCCEEDED, {"val_accuracy": 0.5})
+        assert study.prepare() == 0 and study.ask("job-a/0") is None
+    finally:
+        study.close()

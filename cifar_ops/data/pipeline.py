@@ -9,10 +9,17 @@ is new each epoch and fixed by the run seed. Models normalise the [0, 255] pixel
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from cifar_ops.config import AugmentationConfig
-from cifar_ops.data.augment import augment_batch, check_augmentation, is_active
+from cifar_ops.data.augment import (
+    alternating_flips,
+    augment_batch,
+    check_augmentation,
+    first_flips,
+    is_active,
+)
 from cifar_ops.data.splits import Split, derive_seed
 
 
@@ -23,8 +30,15 @@ def make_pipeline(
     training: bool,
     augmentation: AugmentationConfig | None = None,
     seed: int = 0,
+    epoch: tf.Variable | None = None,
 ) -> tf.data.Dataset:
-    """Batches of one split; shuffle and augmentation only when `training`."""
+    """Batches of one split; shuffle and augmentation only when `training`.
+
+    An alternating flip reads the 0-based epoch from `epoch` (int64), which `EpochSetter` sets
+    as each epoch begins: Keras starts a new pass over the dataset after that, so every batch
+    of the pass sees its own epoch, and a resumed run (Keras's `initial_epoch`) continues the
+    parity.
+    """
     augment = training and is_active(augmentation)
     if augment:
         assert augmentation is not None
@@ -45,13 +59,45 @@ def make_pipeline(
             seed=derive_seed(seed, "augment") % 2**31, rerandomize_each_iteration=True
         ).batch(2)
 
-        def augmented(index: tf.Tensor, batch_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            pixels, batch_labels = gather(index)
-            return augment_batch(pixels, batch_seed, augmentation), batch_labels
+        if augmentation.flip == "alternating":
+            if epoch is None:
+                raise ValueError("an alternating flip needs the epoch variable (EpochSetter)")
+            first = tf.constant(first_flips(len(split), derive_seed(seed, "flip")))
+            counter = epoch
 
-        dataset = tf.data.Dataset.zip(batches, seeds).map(
-            augmented, num_parallel_calls=tf.data.AUTOTUNE
-        )
+            def alternating(index, batch_seed) -> tuple[tf.Tensor, tf.Tensor]:
+                pixels, batch_labels = gather(index)
+                flips = alternating_flips(first, index, counter.read_value())
+                return augment_batch(pixels, batch_seed, augmentation, flips), batch_labels
+
+            dataset = tf.data.Dataset.zip(batches, seeds).map(
+                alternating, num_parallel_calls=tf.data.AUTOTUNE
+            )
+        else:
+
+            def augmented(index, batch_seed) -> tuple[tf.Tensor, tf.Tensor]:
+                pixels, batch_labels = gather(index)
+                return augment_batch(pixels, batch_seed, augmentation), batch_labels
+
+            dataset = tf.data.Dataset.zip(batches, seeds).map(
+                augmented, num_parallel_calls=tf.data.AUTOTUNE
+            )
     else:
         dataset = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_variable(first_epoch: int = 0) -> tf.Variable:
+    """The 0-based epoch an alternating flip reads (`make_pipeline(epoch=...)`)."""
+    return tf.Variable(first_epoch, dtype=tf.int64, trainable=False, name="pipeline_epoch")
+
+
+class EpochSetter(keras.callbacks.Callback):
+    """Sets the pipeline's epoch variable at each epoch's start, before Keras starts the pass."""
+
+    def __init__(self, epoch: tf.Variable):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch.assign(epoch)

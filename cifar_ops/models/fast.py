@@ -49,16 +49,16 @@ def stem(x: keras.KerasTensor, cfg: FastModel) -> keras.KerasTensor:
 
 def conv_group(x: keras.KerasTensor, filters: int, cfg: FastModel, name: str):
     init = PartialIdentity() if cfg.dirac_init else "glorot_uniform"
-    momentum = cfg.batch_norm_momentum
+    momentum, epsilon = cfg.batch_norm_momentum, cfg.batch_norm_epsilon
     x = layers.Conv2D(
         filters, 3, padding="same", use_bias=False, kernel_initializer=init, name=f"{name}_conv1"
     )(x)
     x = layers.MaxPooling2D(name=f"{name}_pool")(x)
-    x = _bn_gelu(x, momentum, f"{name}_1")
+    x = _bn_gelu(x, momentum, epsilon, f"{name}_1")
     x = layers.Conv2D(
         filters, 3, padding="same", use_bias=False, kernel_initializer=init, name=f"{name}_conv2"
     )(x)
-    return _bn_gelu(x, momentum, f"{name}_2")
+    return _bn_gelu(x, momentum, epsilon, f"{name}_2")
 
 
 @keras.saving.register_keras_serializable(package="cifar_ops")
@@ -75,8 +75,8 @@ class PartialIdentity(keras.initializers.Initializer):
         return keras.ops.concatenate([identity, kernel[..., count:]], axis=-1)
 
 
-def _bn_gelu(x: keras.KerasTensor, momentum: float, name: str) -> keras.KerasTensor:
-    x = layers.BatchNormalization(momentum=momentum, epsilon=1e-5, scale=False, name=f"{name}_bn")(
-        x
-    )
+def _bn_gelu(x: keras.KerasTensor, momentum: float, epsilon: float, name: str):
+    x = layers.BatchNormalization(
+        momentum=momentum, epsilon=epsilon, scale=False, name=f"{name}_bn"
+    )(x)
     return layers.Activation("gelu", name=f"{name}_gelu")(x)
