@@ -1,7 +1,8 @@
 """A run's directory, and the per-epoch checkpoints that let a restarted run resume.
 
 Layout of `settings.artifacts_dir()/<run_id>/`:
-  config.json          the run config and its hash (a resume with another config is refused)
+  config.json          the run config, its hash and its global batch over its replicas (a
+                       resume with another config or global batch is refused)
   classes.json         class names, read by `predict` and `evaluate` next to model.keras
   checkpoint/          <phase>-<epoch|end>-<NNNN>.weights.h5 (weights + optimizer state), each
                        with its <same name>.state.json (TrainingState and the weights' sha256);
@@ -42,6 +43,7 @@ import h5py
 import keras
 
 from cifar_ops.config import RunConfig
+from cifar_ops.config.schema import dump_hash
 from cifar_ops.errors import ConfigError, StorageError
 from cifar_ops.redaction import has_credentials, redact_url
 from cifar_ops.settings import artifacts_location, scratch_dir
@@ -57,6 +59,14 @@ TMP_PREFIX = "tmp-"
 EARLY_STOPPING_BEST = "early-stopping-best.npz"  # ResumableEarlyStopping's best weights
 # errno values that mean "this volume cannot take the write", not "this run is broken"
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """How a run's global batch is spread: recorded in config.json, checked on resume."""
+
+    global_batch: int
+    replicas: int = 1
 
 
 @dataclass
@@ -120,30 +130,71 @@ class RunDirectory:
             return self.published.object_url(self.model_path.name)
         return str(self.model_path.resolve())
 
-    def create(self, config: RunConfig, class_names: list[str]) -> None:
-        """Make the directory; refuse to resume a run id that was started with another config."""
-        with storage_guard(self.root):
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    def check(self, config: RunConfig, *, layout: BatchLayout | None = None) -> str:
+        """The config hash this run id is recorded under; `ConfigError` when `config` is not its.
+
+        Writes nothing locally but a published run's own config.json, fetched into the scratch
+        dir: a process the warehouse then refuses leaves nothing that would stop the real run.
+        A run recorded under an older schema keeps its hash when its stored config, less the
+        retired `train.checkpoint` key, hashes as `config` does. `layout` (the global batch over
+        its replicas) must be the one the run was started with: the schedule's steps and the
+        learning rates follow it.
+        """
+        digest = config.config_hash()
         if self.published is not None and not self.config_path.exists():
             self.published.download(self.config_path.name, self.config_path)  # a resumed run's
-        digest = config.config_hash()
-        if self.config_path.exists():
-            recorded = _json_or_none(self.config_path)
-            recorded = recorded.get("config_hash") if isinstance(recorded, dict) else None
-            if recorded is None:
-                log.warning("%s is unreadable; writing it again", self.config_path)
-            elif recorded != digest:
+        if not self.config_path.exists():
+            return digest
+        stored = _json_or_none(self.config_path)
+        recorded = stored.get("config_hash") if isinstance(stored, dict) else None
+        if not isinstance(recorded, str):
+            log.warning("%s is unreadable; writing it again", self.config_path)
+            return digest
+        if recorded != digest and _stored_config_hash(stored.get("config")) != digest:
+            raise ConfigError(
+                f"run {self.run_id} was started with config hash {recorded}, this config "
+                f"hashes to {digest}; resume it with its own config or use a new --run-id",
+                path=str(self.config_path),
+            )
+        if layout is not None:
+            started = BatchLayout(
+                int(stored.get("global_batch", config.train.batch_size)),
+                int(stored.get("replicas", 1)),
+            )
+            if started.global_batch != layout.global_batch:
                 raise ConfigError(
-                    f"run {self.run_id} was started with config hash {recorded}, this config "
-                    f"hashes to {digest}; resume it with its own config or use a new --run-id",
+                    f"run {self.run_id} was started with a global batch of "
+                    f"{started.global_batch} on {started.replicas} replica(s); this process has "
+                    f"{layout.replicas} (global batch {layout.global_batch}): resume it on "
+                    f"{started.replicas} (resources.gpus, or CIFAR_OPS_REPLICAS) or use a new "
+                    "--run-id",
                     path=str(self.config_path),
                 )
-        payload = {"config_hash": digest, "config": config.model_dump(mode="json")}
-        write_text_atomically(self.config_path, json.dumps(payload, indent=2, sort_keys=True))
+        return recorded
+
+    def create(
+        self, config: RunConfig, class_names: list[str], *, layout: BatchLayout | None = None
+    ) -> str:
+        """Make the directory and write config.json and classes.json, after `check`; the hash.
+
+        A run that keeps an older hash (see `check`) keeps its config.json as it was.
+        """
+        recorded = self.check(config, layout=layout)
+        with storage_guard(self.root):
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if recorded == config.config_hash():
+            payload: dict[str, Any] = {
+                "config_hash": recorded,
+                "config": config.model_dump(mode="json"),
+            }
+            if layout is not None:
+                payload |= {"global_batch": layout.global_batch, "replicas": layout.replicas}
+            write_text_atomically(self.config_path, json.dumps(payload, indent=2, sort_keys=True))
         write_text_atomically(self.classes_path, json.dumps(class_names))
         if self.published is not None:
             for path in (self.config_path, self.classes_path):
                 self.published.upload(path, path.name)
+        return recorded
 
     def load_state(self) -> TrainingState | None:
         """The newest readable checkpoint, or None for a fresh start.
@@ -366,6 +417,16 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: data.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _stored_config_hash(dump: Any) -> str | None:
+    """The hash of a stored config dump as today's schema reads it (retired keys dropped)."""
+    if not isinstance(dump, dict):
+        return None
+    train = dump.get("train")
+    if isinstance(train, dict) and "checkpoint" in train:
+        dump = {**dump, "train": {k: v for k, v in train.items() if k != "checkpoint"}}
+    return dump_hash(dump)
 
 
 def _json_or_none(path: Path) -> Any:

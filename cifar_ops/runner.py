@@ -23,9 +23,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from cifar_ops import evaluation, training
+from cifar_ops import distribution, evaluation, training
 from cifar_ops.callbacks import StopOnSignal
-from cifar_ops.checkpoints import RunDirectory
+from cifar_ops.checkpoints import BatchLayout, RunDirectory
 from cifar_ops.config import EvaluationConfig, RunConfig, Trial
 from cifar_ops.data import Dataset, load_dataset
 from cifar_ops.errors import Preempted
@@ -33,7 +33,7 @@ from cifar_ops.models import build_model
 from cifar_ops.monitoring.callback import MetricsCallback
 from cifar_ops.plan import TrainingPlan, build_plan
 from cifar_ops.records import EvaluationRecord, RunFinish, RunSink, RunStart
-from cifar_ops.vocabulary import RunStatus
+from cifar_ops.vocabulary import ExecutorKind, RunStatus
 
 
 @dataclass(frozen=True)
@@ -65,28 +65,39 @@ def execute(
     `trial_number` is the Optuna trial of a search run through a study (recorded with the run).
     """
     run_id = run_id or uuid.uuid4().hex
+    kind = ExecutorKind(executor)  # recorded as itself; a name no executor has is a ValueError
+    strategy = distribution.strategy_for(config.resources.gpus)  # before TensorFlow starts
     training.seed_everything(config.seed, xla=config.train.xla)
     dataset = load_dataset(config.data, config.seed)
     run_dir = RunDirectory(run_id)
-    with training.precision_policy(config.train.mixed_precision):
+    precision = training.precision_policy(config.train.mixed_precision)
+    with precision, distribution.scope(strategy):
         model = build_model(
             config.model, input_shape=dataset.image_shape, num_classes=dataset.num_classes
         )
         # the config as the engine will follow it; what the model cannot follow is a ConfigError
-        plan = build_plan(config, model, train_images=len(dataset.train.labels))
-        run_dir.create(config, dataset.class_names)
+        plan = build_plan(
+            config,
+            model,
+            train_images=len(dataset.train.labels),
+            replicas=distribution.replicas_of(strategy),
+        )
+        layout = BatchLayout(plan.batch_size, plan.replicas)
+        # another config or global batch under this id is refused here; the run dir is written
+        # only once the warehouse has taken the run (a refused process leaves nothing behind)
+        config_hash = run_dir.check(config, layout=layout)
         start = RunStart(
             run_id=run_id,
             experiment=config.experiment,
             model_name=config.model.name,
             config=config.model_dump(mode="json"),
-            config_hash=config.config_hash(),
+            config_hash=config_hash,
             trial_index=trial.index if trial else None,
             trial_params=trial.params if trial else None,
             trial_number=trial_number,
             git_sha=git_sha(),
             dataset_fingerprint=dataset.fingerprint,
-            executor="kubernetes" if executor == "kubernetes" else "local",
+            executor=kind,
             job_name=job_name,
             hardware=hardware(),
             param_count=int(model.count_params()),
@@ -100,10 +111,13 @@ def execute(
             sink.start_run(start)
         except BaseException:
             if monitor is not None:
-                _finish_monitor(monitor, "failed")  # frees its port; nothing was started
+                monitor.close()  # frees its port; the run id may be a live run's: no push
             raise
         try:
+            if monitor is not None:
+                monitor.start()
             with stop_on_signal.catching():
+                run_dir.create(config, dataset.class_names, layout=layout)
                 outcome = _train_and_evaluate(
                     model,
                     plan,
@@ -240,7 +254,7 @@ def _finish_quietly(sink: RunSink, run_id: str, finish: RunFinish) -> None:
 def _metrics_callback(config: RunConfig, start: RunStart) -> MetricsCallback | None:
     if config.monitoring.port is None and not config.monitoring.pushgateway:
         return None
-    return MetricsCallback.from_config(config.monitoring, start)
+    return MetricsCallback.from_config(config.monitoring, start, push_at_start=False)
 
 
 def _finish_monitor(monitor: MetricsCallback, status: str) -> None:

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from cifar_ops.errors import ConfigError
+
 DEFAULT_DATABASE_URL = "sqlite:///cifar-ops.db"
 
 
@@ -50,6 +52,19 @@ def metrics_address() -> str:
     The chart sets 0.0.0.0 in its pods so Prometheus can scrape them.
     """
     return os.environ.get("CIFAR_OPS_METRICS_ADDRESS") or "127.0.0.1"
+
+
+def replicas() -> int | None:
+    """Replicas a run trains on when set: `CIFAR_OPS_REPLICAS` (over CPUs too, for tests).
+
+    Unset, a run takes `resources.gpus` GPUs where there are GPUs, else one replica.
+    """
+    raw = os.environ.get("CIFAR_OPS_REPLICAS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"CIFAR_OPS_REPLICAS={raw!r}: a whole number of replicas from 1 up")
+    return int(raw)
 
 
 def pushgateway_credentials() -> tuple[str, str] | None:

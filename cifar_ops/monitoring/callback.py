@@ -41,7 +41,10 @@ class MetricsCallback(keras.callbacks.Callback):
         address: str | None = None,
         pushgateway: str | None = None,
         final_scrape_max_seconds: float = FINAL_SCRAPE_MAX_SECONDS,
+        push_at_start: bool = True,
     ) -> None:
+        """`push_at_start=False` leaves the first push to `start()` (after the run is
+        registered): a process the warehouse refuses must push nothing under that run id."""
         super().__init__()
         self.run_id = start.run_id
         self.metrics = RunMetrics(start)
@@ -54,12 +57,20 @@ class MetricsCallback(keras.callbacks.Callback):
             self.server = MetricsServer(
                 self.registry, port=port, address=address or settings.metrics_address()
             )
-        self._push()
+        if push_at_start:
+            self._push()
 
     @classmethod
-    def from_config(cls, monitoring: MonitoringConfig, start: RunStart) -> MetricsCallback:
+    def from_config(
+        cls, monitoring: MonitoringConfig, start: RunStart, *, push_at_start: bool = True
+    ) -> MetricsCallback:
         """The callback a run's `monitoring` section asks for (port and/or Pushgateway)."""
-        return cls(start, port=monitoring.port, pushgateway=monitoring.pushgateway)
+        return cls(
+            start,
+            port=monitoring.port,
+            pushgateway=monitoring.pushgateway,
+            push_at_start=push_at_start,
+        )
 
     @property
     def port(self) -> int | None:
@@ -87,6 +98,17 @@ class MetricsCallback(keras.callbacks.Callback):
         self._push()
 
     # --- end of run ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Push the running status, once the run is registered (see `push_at_start`)."""
+        self._push()
+
+    def close(self) -> None:
+        """Stop serving without exporting or pushing a status: the run never started here (the
+        warehouse refused it), and its id may belong to a live process elsewhere."""
+        self.finished_status = self.finished_status or "closed"
+        if self.server is not None:
+            self.server.close()
 
     def finish(self, status: str) -> None:
         """Export the terminal status, push it, let a scraper read it, then stop serving.
