@@ -1,4 +1,5 @@
-"""Container entrypoint of a training pod: the code of `cifar-ops run`, configured by the chart.
+"""Container entrypoint of a training pod: the code of `cifar-ops run`, configured by the chart
+(with `--score`, of a scoring pod: the code of `cifar-ops score`, from the mounted score.json).
 
 It reads which run to train from the mounted ConfigMap (`runs.json`: completion index -> run id,
 `trial-<index>.json`: that run's resolved config), picks the index from `JOB_COMPLETION_INDEX`
@@ -222,6 +223,28 @@ def train_study_trial(pod_run: PodRun, search: SearchConfig, database_url: str, 
     return exit_code_of(outcomes[0])
 
 
+def score(spec_path: Path, database_url: str) -> int:
+    """A scoring pod: exactly what `cifar-ops score` runs, from the mounted `score.json`. A
+    retried pod resumes: the images already written are skipped."""
+    from cifar_ops.scoring.run import ScoringRequest, require_readable, run_scoring
+
+    spec = _read_json(spec_path)
+    try:
+        request = ScoringRequest(**spec)
+    except TypeError as exc:
+        raise ConfigError(f"not a scoring spec ({exc})", path=str(spec_path)) from None
+    print(f"cifar-ops: scoring {request.data_dir} with {request.model}", file=sys.stderr)
+    result, files = run_scoring(request, database_url=database_url)
+    rate = f"{result.images_per_second:.1f}" if result.images_per_second else "-"
+    print(
+        f"cifar-ops: scoring {result.scoring_id}: {result.scored} scored ({rate} images/s), "
+        f"{result.already_scored} already scored; {', '.join(files)}",
+        file=sys.stderr,
+    )
+    require_readable(result, request.data_dir)
+    return EXIT_SUCCEEDED
+
+
 def exit_code_of(outcome: RunOutcome) -> int:
     """The exit code of a run that ended without raising.
 
@@ -245,21 +268,29 @@ def _mark(store: Store, run_id: str, status: str, reason: str) -> None:
         print(f"cifar-ops: could not mark run {run_id} {status}: {exc}", file=sys.stderr)
 
 
+def _database_url(env: Mapping[str, str]) -> str:
+    database_url = env.get("CIFAR_OPS_DATABASE_URL")
+    if not database_url:
+        raise ConfigError(
+            "CIFAR_OPS_DATABASE_URL is not set: the chart sets it from the Secret named in"
+            " values database.existingSecret"
+        )
+    return database_url
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Resolve, train, and return the exit code (never raises)."""
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(description="cifar-ops training pod entrypoint")
     parser.add_argument("--run-dir", default=env.get("CIFAR_OPS_RUN_DIR") or DEFAULT_RUN_DIR)
+    parser.add_argument("--score", action="store_true", help="run the mounted score.json")
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _raise_preempted)
     try:
+        if args.score:
+            return score(Path(args.run_dir) / "score.json", _database_url(env))
         pod_run = resolve_run(Path(args.run_dir), env)
-        database_url = env.get("CIFAR_OPS_DATABASE_URL")
-        if not database_url:
-            raise ConfigError(
-                "CIFAR_OPS_DATABASE_URL is not set: the chart sets it from the Secret named in"
-                " values database.existingSecret"
-            )
+        database_url = _database_url(env)
         print(
             f"cifar-ops: run {pod_run.run_id} (completion index {pod_run.completion_index},"
             f" experiment {pod_run.config.experiment})",

@@ -10,7 +10,7 @@ import typer
 from rich.table import Column, Table
 from rich.text import Text
 
-from cifar_ops.commands.output import CONFIG_OPTION, JSON_OPTION, SET_OPTION, console, print_json
+from cifar_ops.commands.output import JSON_OPTION, SET_OPTION, console, print_json
 
 NAMESPACE_OPTION = typer.Option(None, "--namespace", "-n", help="Defaults to the kubeconfig's.")
 
@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
 
 
 def submit(
-    config: Path = CONFIG_OPTION,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Run or search config YAML (not with --score)."
+    ),
     overrides: list[str] = SET_OPTION,
     namespace: str | None = NAMESPACE_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print manifests, change nothing."),
@@ -36,12 +38,46 @@ def submit(
     run_id: str | None = typer.Option(
         None, "--run-id", help="Id of a single run (32 hex digits); default: from the config hash."
     ),
+    score: str | None = typer.Option(
+        None,
+        "--score",
+        help="Instead of training, score images with this model (a path, URL, run id or "
+        "models:/NAME@ALIAS) as a Job; with --data-dir.",
+    ),
+    data_dir: str | None = typer.Option(
+        None,
+        "--data-dir",
+        help="--score: the folder or bucket prefix to score, as the pod sees it.",
+    ),
+    output: str | None = typer.Option(None, "--output", "-o", help="--score: where files go."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, max=8192, help="--score only."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="--score only."),
+    gpus: int | None = typer.Option(
+        None, "--gpus", min=0, help="--score: GPUs of the pod (default 0: CPU; or job.gpus)."
+    ),
+    model_claim: str | None = typer.Option(
+        None, "--model-claim", help="--score: an existing PVC holding the models (the runs')."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Submit a config as a GPU Job (a search as an Indexed Job) through the Helm chart."""
+    """Submit a config as a GPU Job (a search as an Indexed Job), or a batch scoring
+    (--score MODEL --data-dir DIR), through the Helm chart."""
     from cifar_ops.config import SearchConfig, load_config
+    from cifar_ops.errors import UsageError
     from cifar_ops.executors import Launch, cluster_kind, executor_for
 
+    if score is not None:
+        if config is not None or overrides or run_id is not None:
+            raise UsageError("--score submits a scoring: leave out --config, --set and --run-id")
+        if data_dir is None:
+            raise UsageError("--score needs --data-dir: the folder or bucket prefix to score")
+        _submit_scoring(
+            score, data_dir, output, batch_size, top_k, gpus, model_claim, namespace, dry_run,
+            values_files, as_json,
+        )  # fmt: skip
+        return
+    if config is None:
+        raise UsageError("submit needs --config (a run or search), or --score MODEL --data-dir")
     loaded = load_config(config, overrides)
     base = loaded.run if isinstance(loaded, SearchConfig) else loaded
     executor = executor_for(cluster_kind(base.executor.kind))  # kind local: kubernetes
@@ -99,6 +135,62 @@ def submit(
         f"cifar-ops logs {plan.runs[0].run_id[:8]} --follow{ns}  |  "
         f"cifar-ops cancel {plan.experiment}{ns}"
     )
+
+
+def _submit_scoring(
+    model: str,
+    data_dir: str,
+    output: str | None,
+    batch_size: int,
+    top_k: int,
+    gpus: int | None,
+    model_claim: str | None,
+    namespace: str | None,
+    dry_run: bool,
+    values_files: list[Path],
+    as_json: bool,
+) -> None:
+    from cifar_ops.kube import chartvalues
+    from cifar_ops.kube.chartvalues import merge
+    from cifar_ops.kube.score import ScoringPlan, submit_scoring
+    from cifar_ops.scoring.run import ScoringRequest
+
+    chart_values = chartvalues.values_files(values_files)
+    if gpus is not None:
+        chart_values = merge(chart_values, {"job": {"gpus": gpus}})
+    plan = ScoringPlan(
+        ScoringRequest(model, data_dir, output, batch_size, top_k),
+        model_claim=model_claim or "",
+        chart_values=chart_values,
+    )
+    result = submit_scoring(plan, namespace=namespace, dry_run=dry_run)
+    plan = result.plan
+    if as_json:
+        payload = {
+            "scoring": plan.name,
+            "release": plan.release,
+            "job": plan.job_name,
+            "namespace": result.namespace,
+            "dry_run": result.dry_run,
+            "model": plan.request.model,
+        }
+        if result.dry_run:
+            payload["manifests"] = result.manifests
+        print_json(payload)
+        return
+    if result.dry_run:
+        typer.echo(result.manifests, nl=False)
+        return
+    ns = f" -n {result.namespace}" if result.namespace else ""
+    console.print(
+        Text.assemble(
+            ("submitted", "green"),
+            f" scoring {plan.name} of {plan.request.model}: release {plan.release}, "
+            f"Job {plan.job_name}",
+        ),
+        soft_wrap=True,
+    )
+    console.print(f"follow: kubectl logs job/{plan.job_name} -f{ns}", soft_wrap=True)
 
 
 def status(

@@ -59,7 +59,16 @@ FREE_TEXT = {
     ("rbac", "extraSubjects", 0, "name"),
     ("run", "trials", 0, "trial"),
     ("run", "trials", 1, "trial"),
+    ("score", "spec"),
     ("podSecurityContext", "seccompProfile", "localhostProfile"),
+}
+
+
+SCORE = {
+    "name": "score-0123456789",
+    "submission": "fedcba9876",
+    "spec": json.dumps({"model": "models:/cifar-resnet@champion", "data_dir": "s3://b/in/"}),
+    "modelClaim": "shared-models",
 }
 
 
@@ -73,8 +82,11 @@ def benign_values(search: bool) -> dict[str, Any]:
     storage_claims = {"existingClaim": "shared-claim"} if search else {}
     # an object store in the search (no checkpoint claim); the run keeps its claims
     artifacts = {"artifacts": {"uri": "s3://ml-bucket/cifar-ops/runs"}} if search else {}
+    # the run's release also scores (a scoring release has no `run`; both render here)
+    scoring = {} if search else {"score": SCORE}
     return {
         **artifacts,
+        **scoring,
         "nameOverride": "trainer" if search else "",
         "fullnameOverride": "" if search else "probe-ops",
         "image": {
@@ -301,6 +313,7 @@ def _helm_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_benign_values_render_valid_manifests(search: bool) -> None:
     docs = rendered(benign_values(search))
     assert ("cifar-ops/templates/pvc.yaml", 1) in docs or search
+    assert ("cifar-ops/templates/score-job.yaml", 1) in docs or search
     for doc in docs.values():
         if doc["kind"] not in CRD_KINDS:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)

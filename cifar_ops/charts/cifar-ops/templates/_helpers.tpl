@@ -142,3 +142,26 @@ Whether this release trains something (submit filled `run`).
 {{- define "cifar-ops.hasRun" -}}
 {{- if and .Values.run .Values.run.trials }}true{{- end }}
 {{- end }}
+
+{{/*
+Whether this release scores images (`cifar-ops submit --score` filled `score`).
+*/}}
+{{- define "cifar-ops.hasScore" -}}
+{{- if and .Values.score .Values.score.spec }}true{{- end }}
+{{- end }}
+
+{{/*
+Name of a scoring's Job and ConfigMap.
+*/}}
+{{- define "cifar-ops.scoreJobName" -}}
+{{- printf "%s-score-%s" (include "cifar-ops.fullname" . | trunc 43 | trimSuffix "-") (.Values.score.submission | trunc 8) }}
+{{- end }}
+
+{{/*
+Labels of a scoring Job, its pod and its ConfigMap.
+*/}}
+{{- define "cifar-ops.scoreLabels" -}}
+{{ include "cifar-ops.labels" . }}
+app.kubernetes.io/component: scoring
+cifar-ops/scoring: {{ .Values.score.name | quote }}
+{{- end }}
