@@ -80,8 +80,8 @@ def score(
             ),
             soft_wrap=True,
         )
-        for name in payload["files"]:
-            console.print(f"  {name}", highlight=False, soft_wrap=True)
+        for name in files:
+            console.print(f"  {redact_url(name)}", highlight=False, soft_wrap=True)
     require_readable(result, data_dir)
 
 

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -24,8 +25,9 @@ from cifar_ops.errors import DataError
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 
 
-def load_image_file(path: str | Path, size: int) -> np.ndarray:
-    """Any image PIL opens (JPEG, PNG, grayscale, RGBA, palette) as RGB uint8 (size, size, 3).
+def load_image_file(path: str | Path | BinaryIO, size: int) -> np.ndarray:
+    """Any image PIL opens (JPEG, PNG, grayscale, RGBA, palette) as RGB uint8 (size, size, 3);
+    `path` may also be an open binary file (an upload, an object's bytes).
 
     Transparent pixels are composited onto white, the usual background of a cut-out upload;
     other sizes are resized (antialiased bilinear), squashing rather than cropping.

@@ -154,7 +154,7 @@ def _decoded_batches(
             def run() -> list[_Decoded | tuple[str, str]]:
                 contents = source.read(names)
                 pairs = zip(names, contents, strict=True)
-                return list(pool.map(lambda pair: _decode(*pair, size), pairs))
+                return list(pool.map(lambda pair: _decode(pair[0], pair[1], size), pairs))
 
             return pool.submit(run)
 
