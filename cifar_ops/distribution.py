@@ -7,7 +7,8 @@ replicas, gradients all-reduced. One replica is TensorFlow's default strategy, n
 Without GPUs `resources.gpus` is ignored and a run has one replica, unless `CIFAR_OPS_REPLICAS`
 asks for N: then it mirrors over N logical CPU devices (made here when TensorFlow has not started
 yet), which tests the multi-replica path on a laptop. `CIFAR_OPS_REPLICAS` also overrides
-`resources.gpus` on a GPU machine.
+`resources.gpus` on a GPU machine. Another Keras backend trains one replica: asking it for more is
+a `ConfigError`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,33 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-
-import tensorflow as tf
+from typing import Any
 
 from cifar_ops import settings
+from cifar_ops.backend import backend, has_gpu, require_tensorflow
 from cifar_ops.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def strategy_for(gpus: int) -> tf.distribute.Strategy:
-    """The strategy for a run whose config asks for `gpus` GPUs (see the module docstring)."""
+def strategy_for(gpus: int) -> Any | None:
+    """The `tf.distribute` strategy for a run whose config asks for `gpus` GPUs, or None for one
+    replica (see the module docstring). Call it before anything starts TensorFlow's runtime."""
     asked = settings.replicas()
+    if backend() != "tensorflow":
+        if asked is not None and asked > 1:
+            require_tensorflow(
+                "more than one replica", key="CIFAR_OPS_REPLICAS", instead="unset it"
+            )
+        if gpus > 1 and has_gpu():
+            require_tensorflow(
+                "resources.gpus > 1 (MirroredStrategy)",
+                key="resources.gpus",
+                instead="set resources.gpus: 1",
+            )
+        return None
+    import tensorflow as tf
+
     visible = tf.config.list_physical_devices("GPU")
     if visible:
         wanted = asked if asked is not None else max(1, gpus)
@@ -48,18 +64,18 @@ def strategy_for(gpus: int) -> tf.distribute.Strategy:
         wanted = asked or 1
         devices = _cpu_devices(wanted) if wanted > 1 else []
     if wanted == 1:
-        return tf.distribute.get_strategy()
+        return None
     return tf.distribute.MirroredStrategy(devices)
 
 
-def replicas_of(strategy: tf.distribute.Strategy) -> int:
-    return int(strategy.num_replicas_in_sync)
+def replicas_of(strategy: Any | None) -> int:
+    return 1 if strategy is None else int(strategy.num_replicas_in_sync)
 
 
 @contextlib.contextmanager
-def scope(strategy: tf.distribute.Strategy) -> Iterator[None]:
-    """The strategy's scope, or nothing for one replica (the default strategy costs nothing)."""
-    if replicas_of(strategy) == 1:
+def scope(strategy: Any | None) -> Iterator[None]:
+    """The strategy's scope; nothing at all for one replica (TensorFlow's default strategy)."""
+    if strategy is None:
         yield
         return
     with strategy.scope():
@@ -68,6 +84,8 @@ def scope(strategy: tf.distribute.Strategy) -> Iterator[None]:
 
 def _cpu_devices(count: int) -> list[str]:
     """`count` logical CPU devices, configured now if TensorFlow has not started yet."""
+    import tensorflow as tf
+
     (cpu, *_) = tf.config.list_physical_devices("CPU")
     configured = tf.config.get_logical_device_configuration(cpu) or []
     if len(configured) < count:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cifar_ops.backend import require_tensorflow
 from cifar_ops.config import (
     AugmentationConfig,
     EarlyStoppingConfig,
@@ -86,6 +87,22 @@ def build_plan(
     """
     train = config.train
     stopping = train.early_stopping
+    train_bytes = train_images * config.data.image_size**2 * 3
+    pipeline = resolve_pipeline(config.data.pipeline, train_bytes)
+    if pipeline == "device" and replicas > 1:  # the device path feeds one replica
+        if config.data.pipeline != "auto":
+            raise ConfigError(
+                f"the device data path feeds one replica, this run has {replicas}; use "
+                "data.pipeline: host (or auto) for more than one GPU",
+                key="data.pipeline",
+            )
+        pipeline = "host"
+    if pipeline == "host":
+        require_tensorflow(
+            "data.pipeline: host (tf.data)",
+            key="data.pipeline",
+            instead="set data.pipeline: device",
+        )
     batch_size, scale = global_batch(config, replicas)
     return TrainingPlan(
         phases=_phases(config, model, scale),
@@ -101,9 +118,7 @@ def build_plan(
         monitor=stopping.monitor if stopping else "val_accuracy",
         early_stopping=stopping,
         lookahead=train.lookahead,
-        pipeline=resolve_pipeline(
-            config.data.pipeline, train_images * config.data.image_size**2 * 3
-        ),
+        pipeline=pipeline,
         whiten_bias_epochs=(
             config.model.whiten_bias_epochs if isinstance(config.model, FastModel) else None
         ),
