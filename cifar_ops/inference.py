@@ -88,7 +88,9 @@ def predict_files(saved: SavedModel, images: list[Path]) -> list[ImagePrediction
         pixels.append(load_image_file(image_path, saved.image_size))
         with Image.open(image_path) as opened:
             described.append((str(image_path), opened.width, opened.height, opened.mode))
-    probabilities = predict_split(saved.model, np.stack(pixels), tta=tta_of(saved))
+    probabilities = predict_split(
+        saved.model, np.stack(pixels), tta=tta_of(saved), average=tta_average_of(saved)
+    )
     results = []
     for (name, width, height, mode), row in zip(described, probabilities, strict=True):
         best = int(row.argmax())
@@ -126,7 +128,9 @@ def evaluate_saved_model(
     chosen = dataset.split(split)
     if len(chosen) == 0:
         raise DataError(f"{where}: the {split} split has no images")
-    probabilities = predict_split(saved.model, chosen.images, tta=tta_of(saved))
+    probabilities = predict_split(
+        saved.model, chosen.images, tta=tta_of(saved), average=tta_average_of(saved)
+    )
     return score_probabilities(
         chosen.labels,
         probabilities,
@@ -156,6 +160,18 @@ def tta_of(saved: SavedModel) -> str:
             f"{', '.join(get_args(TtaLevel))}"
         )
     return str(level)
+
+
+def tta_average_of(saved: SavedModel) -> str:
+    """How the run combined its TTA views (`evaluation.tta_average`; probabilities before it)."""
+    evaluation = (saved.run_config or {}).get("evaluation") or {}
+    average = evaluation.get("tta_average", "probabilities")
+    if average not in ("probabilities", "logits"):
+        raise ModelError(
+            f"{saved.path.parent / 'config.json'}: evaluation.tta_average is {average!r}, "
+            "expected one of probabilities, logits"
+        )
+    return str(average)
 
 
 def data_config_for(saved: SavedModel, data_dir: str | Path | None) -> tuple[DataConfig, int]:

@@ -316,3 +316,17 @@ def test_fixed_sample_is_the_same_subset_every_time() -> None:
     np.testing.assert_array_equal(first, fixed_sample(1000, 50))
     np.testing.assert_array_equal(fixed_sample(30, 50), np.arange(30))
     np.testing.assert_array_equal(fixed_sample(30, None), np.arange(30))
+
+
+def test_saved_runs_replay_their_tta_average() -> None:
+    from cifar_ops.errors import ModelError
+    from cifar_ops.inference import SavedModel, tta_average_of
+
+    def saved(config: dict | None) -> SavedModel:
+        return SavedModel(Path("m.keras"), None, ["a"], 32, config)
+
+    assert tta_average_of(saved({"evaluation": {"tta_average": "logits"}})) == "logits"
+    assert tta_average_of(saved({"evaluation": {"tta": "flip"}})) == "probabilities"  # older
+    assert tta_average_of(saved(None)) == "probabilities"
+    with pytest.raises(ModelError, match=r"evaluation.tta_average is 'votes', expected"):
+        tta_average_of(saved({"evaluation": {"tta_average": "votes"}}))
