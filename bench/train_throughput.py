@@ -7,7 +7,12 @@ CIFAR-10 JPEG set:
 - baseline, as the seeds did it: numpy arrays, a Python generator that augments each image of a
   batch with scipy.ndimage affine transforms (what ImageDataGenerator does), `model.fit(generator)`;
 - pipeline: `load_dataset` + `make_pipeline` (uint8 in memory, shuffled index batches, one fused
-  affine pass per image in a parallel map over whole batches, prefetch) + `model.fit(dataset)`.
+  affine pass per image in a parallel map over whole batches, prefetch) + `model.fit(dataset)`;
+- device: `data.pipeline: device` (data/device.py): the uint8 split is a variable of the trainer,
+  and each compiled step gathers its batch and augments it with `keras.ops`; the host feeds only
+  indices. It has no separate input stage, so its "input alone" rate is not measured.
+
+Each fit also reports its epoch spread: (slowest - fastest) / median of its timed epochs.
 
 The first epoch of each fit is a warm-up (graph tracing) and not counted; a fit's rate is the
 median of its timed epochs. Repeats alternate the order of the two methods. The machine is
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -39,6 +45,7 @@ from scipy import ndimage  # noqa: E402
 from cifar_ops import settings  # noqa: E402
 from cifar_ops.config import AugmentationConfig, DataConfig, SimpleCnnModel  # noqa: E402
 from cifar_ops.data import Split, load_dataset, make_pipeline  # noqa: E402
+from cifar_ops.data.device import DeviceTrainer, StepFeed  # noqa: E402
 from cifar_ops.models import build_model  # noqa: E402
 
 # shared/ lies beside the checkout
@@ -124,11 +131,13 @@ def fresh_model() -> keras.Model:
     return model
 
 
-def images_per_second(method: str, split: Split, batch_size: int, epochs: int, seed: int) -> float:
+def images_per_second(
+    method: str, split: Split, batch_size: int, epochs: int, seed: int
+) -> tuple[float, float]:
     """Median training images/s over the epochs after the first (warm-up: tracing, cache fill).
 
     The median, not the mean: the 2-core machine is shared, and one epoch that another process
-    slowed should not decide the result.
+    slowed should not decide the result. Also returns the epochs' spread (see the module doc).
     """
     model = fresh_model()
     timer = EpochTimer()
@@ -136,12 +145,21 @@ def images_per_second(method: str, split: Split, batch_size: int, epochs: int, s
     if method == "baseline":
         data = numpy_batches(split, batch_size, seed)
         model.fit(data, steps_per_epoch=steps, epochs=epochs + 1, callbacks=[timer], verbose=0)
+    elif method == "device":
+        trainer = DeviceTrainer(model, split.images, AUGMENTATION, seed)
+        trainer.compile(model.optimizer, model.loss, metrics=["accuracy"])
+        feed = StepFeed(
+            split.labels, batch_size=batch_size, seed=seed, first_epoch=0, last_epoch=epochs + 1
+        )
+        trainer.fit(feed, steps_per_epoch=steps, epochs=epochs + 1, callbacks=[timer], verbose=0)
     else:
         data = make_pipeline(
             split, batch_size=batch_size, training=True, augmentation=AUGMENTATION, seed=seed
         )
         model.fit(data, epochs=epochs + 1, callbacks=[timer], verbose=0)
-    return len(split) / statistics.median(timer.seconds[1:])
+    timed = timer.seconds[1:]
+    median = statistics.median(timed)
+    return len(split) / median, (max(timed) - min(timed)) / median
 
 
 def input_images_per_second(method: str, split: Split, batch_size: int, seed: int) -> float:
@@ -220,20 +238,22 @@ def main() -> None:
     waited_ok = wait_for_load(args.wait_load, args.max_wait) if args.wait_load else None
     loads = [os.getloadavg()[0]]
     print(f"load average at the start: {loads[0]:.2f}", flush=True)
-    methods = ("baseline", "pipeline")
+    methods = ("baseline", "pipeline", "device")
     rates: dict[str, dict[str, list[float]]] = {"train": {}, "input": {}}
+    spreads: dict[str, list[float]] = {}
     for repeat in range(args.repeats):
         for method in methods if repeat % 2 == 0 else methods[::-1]:
-            measured = {
-                "train": images_per_second(method, train, args.batch_size, args.epochs, repeat),
-                "input": input_images_per_second(method, train, args.batch_size, repeat),
-            }
-            for kind, rate in measured.items():
-                rates[kind].setdefault(method, []).append(rate)
+            rate, spread = images_per_second(method, train, args.batch_size, args.epochs, repeat)
+            measured = {"train": rate}
+            if method != "device":
+                measured["input"] = input_images_per_second(method, train, args.batch_size, repeat)
+            for kind, value in measured.items():
+                rates[kind].setdefault(method, []).append(value)
+            spreads.setdefault(method, []).append(spread)
             print(
-                f"repeat {repeat + 1}: {method:8s} training {measured['train']:6.0f} images/s, "
-                f"input alone {measured['input']:6.0f} images/s, "
-                f"load average {os.getloadavg()[0]:.2f}",
+                f"repeat {repeat + 1}: {method:8s} training {rate:6.0f} images/s "
+                f"(epoch spread {spread:.0%}), input alone {measured.get('input', math.nan):6.0f} "
+                f"images/s, load average {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
             loads.append(os.getloadavg()[0])
@@ -251,19 +271,23 @@ def main() -> None:
             "waited_below_threshold": waited_ok,
         },
     }
+    summary["epoch_spread"] = {
+        m: _spread(spreads[m], 3) | {"max": max(spreads[m])} for m in methods
+    }
     for kind, label in (("train", "training"), ("input", "input alone")):
-        ratios = [
-            p / b for p, b in zip(rates[kind]["pipeline"], rates[kind]["baseline"], strict=True)
-        ]
-        summary[kind] = {
-            **{f"{m}_images_per_s": _spread(rates[kind][m]) for m in methods},
-            "ratio": _spread(ratios, 2)
-            | {"min": round(min(ratios), 2), "max": round(max(ratios), 2)},
-        }
-        print(
-            f"{label}: pipeline / baseline = {statistics.mean(ratios):.2f}x "
-            f"(range {min(ratios):.2f}-{max(ratios):.2f} over {args.repeats} repeats)"
-        )
+        summary[kind] = {f"{m}_images_per_s": _spread(v) for m, v in rates[kind].items()}
+        for method in (m for m in ("pipeline", "device") if m in rates[kind]):
+            ratios = [
+                p / b for p, b in zip(rates[kind][method], rates[kind]["baseline"], strict=True)
+            ]
+            summary[kind][f"{method}_ratio"] = _spread(ratios, 2) | {
+                "min": round(min(ratios), 2),
+                "max": round(max(ratios), 2),
+            }
+            print(
+                f"{label}: {method} / baseline = {statistics.mean(ratios):.2f}x "
+                f"(range {min(ratios):.2f}-{max(ratios):.2f} over {args.repeats} repeats)"
+            )
     print(json.dumps(summary, indent=2))
 
 

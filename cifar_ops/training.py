@@ -17,8 +17,8 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from cifar_ops.backend import backend, has_gpu
 from cifar_ops.callbacks import (
     BestModelCheckpoint,
     EpochCheckpoint,
@@ -30,7 +30,7 @@ from cifar_ops.callbacks import (
     SinkWriter,
 )
 from cifar_ops.checkpoints import RunDirectory, TrainingState, storage_guard
-from cifar_ops.data import Dataset, make_pipeline
+from cifar_ops.data import Dataset
 from cifar_ops.errors import ModelError
 from cifar_ops.losses import SparseSmoothedCrossentropy
 from cifar_ops.models import fit_to_data, set_trainable_tail
@@ -59,7 +59,9 @@ def seed_everything(seed: int, *, xla: bool = False) -> None:
     Keras turns XLA off under it. It cannot be switched off again in the same process.
     """
     keras.utils.set_random_seed(seed)
-    if not xla and not tf.config.list_physical_devices("GPU"):
+    if backend() == "tensorflow" and not xla and not has_gpu():
+        import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
 
 
@@ -70,8 +72,7 @@ def precision_policy(mixed: bool) -> Iterator[None]:
         yield
         return
     previous = keras.config.dtype_policy()
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    keras.config.set_dtype_policy("mixed_float16" if gpu else "mixed_bfloat16")
+    keras.config.set_dtype_policy("mixed_float16" if has_gpu() else "mixed_bfloat16")
     try:
         yield
     finally:
@@ -198,6 +199,8 @@ def _host_inputs(plan: TrainingPlan, dataset: Dataset, epoch: Any) -> tuple[Any,
     """The tf.data pipelines of the host path; (None, None) on the device path."""
     if plan.pipeline != "host":
         return None, None
+    from cifar_ops.data import make_pipeline
+
     train = make_pipeline(
         dataset.train,
         batch_size=plan.batch_size,

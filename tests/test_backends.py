@@ -1,0 +1,104 @@
+"""The engine on both Keras backends: the device path, the `fast` net, ShiftScaledSGD, one-cycle,
+callbacks and checkpoints train the same synthetic task under TensorFlow (in process) and JAX
+(a subprocess without TensorFlow); .keras files move between the two; the host path is refused
+under JAX; the device path's augmentation tests also pass under JAX."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tests import backend_task
+
+pytest.importorskip("jax")
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCURACY = 0.9  # on 4 classes: chance is 0.25
+
+
+def under_jax(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def report_of(done: subprocess.CompletedProcess) -> dict:
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_engine_trains_under_jax_without_tensorflow_and_tensorflow_loads_its_model(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "jax"
+    report = report_of(under_jax("-m", "tests.backend_task", str(out), "--no-tensorflow"))
+    assert report["backend"] == "jax" and not report["tensorflow_imported"]
+    assert report["epochs"] == [1, 2, 3, 4]
+    assert report["accuracy"] > ACCURACY
+    assert len(list((out / "task" / "checkpoint").glob("*.weights.h5"))) >= 1
+    backend_task.register_custom_objects()
+    model = keras.models.load_model(report["model"])  # saved by JAX, loaded by TensorFlow
+    assert model.optimizer.batch_norm_lr_scale == 4  # ShiftScaledSGD came through
+    _, dataset = backend_task.held_out()
+    here = model.predict(dataset.test.images.astype("float32"), verbose=0)
+    np.testing.assert_allclose(here, np.load(report["predictions"]), atol=1e-4)
+
+
+def test_the_same_task_under_tensorflow_ends_as_accurate_and_jax_loads_its_model(
+    tmp_path: Path,
+) -> None:
+    assert keras.backend.backend() == "tensorflow"
+    report = backend_task.train(tmp_path / "tf")
+    assert report["epochs"] == [1, 2, 3, 4]
+    assert report["accuracy"] > ACCURACY
+    loaded = report_of(
+        under_jax("-m", "tests.backend_task", str(tmp_path / "load"), "--load", report["model"])
+    )
+    assert loaded["backend"] == "jax"
+    np.testing.assert_allclose(
+        np.load(loaded["predictions"]), np.load(report["predictions"]), atol=1e-4
+    )
+
+
+def test_the_host_pipeline_is_refused_under_jax_with_a_config_error() -> None:
+    script = (
+        "import keras\n"
+        "from cifar_ops.errors import ConfigError\n"
+        "from cifar_ops.plan import build_plan\n"
+        "from tests.engine_helpers import tiny_config\n"
+        "model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten()])\n"
+        "try:\n"
+        "    build_plan(tiny_config(), model, train_images=100)\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+        "build_plan(tiny_config(data={'pipeline': 'device'}), model, train_images=100)\n"
+    )
+    done = under_jax("-c", script, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == (
+        "data.pipeline: data.pipeline: host (tf.data) needs the TensorFlow backend, but "
+        "KERAS_BACKEND is 'jax'; set data.pipeline: device or run with KERAS_BACKEND=tensorflow"
+    )
+
+
+def test_the_device_augmentation_tests_pass_under_jax() -> None:
+    done = under_jax(
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_device_pipeline.py",
+        "-k",
+        "not resumed",  # that one runs the whole runner, which is TensorFlow-only
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
