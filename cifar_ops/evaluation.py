@@ -50,7 +50,7 @@ def predict_split(
     log-probabilities are the logits less a per-view constant, which softmax removes, so this is
     airbench's mean of logits for any model that ends in a softmax.
     """
-    import tensorflow as tf
+    from keras import ops
 
     if average not in ("probabilities", "logits"):
         raise ValueError(f"average: {average!r} is not one of probabilities, logits")
@@ -58,9 +58,11 @@ def predict_split(
         average = "probabilities"  # one view: nothing to combine
 
     def probabilities_of(view) -> np.ndarray:
-        pixels = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-        pixels = pixels.map(lambda x: view(tf.cast(x, tf.float32)))
-        scores = np.asarray(model.predict(pixels.prefetch(tf.data.AUTOTUNE), verbose=0), np.float64)
+        parts = [
+            np.asarray(model.predict_on_batch(view(batch)), np.float64)
+            for batch in _batches(images, batch_size)
+        ]
+        scores = np.concatenate(parts)
         return np.log(np.maximum(scores, TINY)) if average == "logits" else scores
 
     def result(mean: np.ndarray) -> np.ndarray:
@@ -70,7 +72,7 @@ def predict_split(
         return exp / exp.sum(axis=1, keepdims=True)
 
     def with_mirror(view) -> np.ndarray:
-        return (probabilities_of(view) + probabilities_of(lambda x: tf.reverse(view(x), [2]))) / 2
+        return (probabilities_of(view) + probabilities_of(lambda x: ops.flip(view(x), 2))) / 2
 
     if tta == "none":
         return probabilities_of(lambda x: x)
@@ -80,6 +82,15 @@ def predict_split(
         raise ValueError(f"tta: {tta!r} is not one of none, flip, flip_translate")
     shifted = [with_mirror(lambda x, d=d: shift(x, d)) for d in (-1, 1)]
     return result(with_mirror(lambda x: x) / 2 + (shifted[0] + shifted[1]) / 4)
+
+
+def _batches(images: np.ndarray, batch_size: int) -> Any:
+    """The images in order, `batch_size` at a time, as float32 tensors of the Keras backend
+    (the test-time views are `keras.ops`, so both data paths and both backends score alike)."""
+    from keras import ops
+
+    for start in range(0, max(len(images), 1), batch_size):
+        yield ops.convert_to_tensor(np.asarray(images[start : start + batch_size], np.float32))
 
 
 def fixed_sample(count: int, size: int | None, seed: int = 0) -> np.ndarray:
@@ -93,11 +104,11 @@ def fixed_sample(count: int, size: int | None, seed: int = 0) -> np.ndarray:
 def shift(images: Any, pixels: int) -> Any:
     """Images (N, H, W, C) moved `pixels` down and right (negative: up and left), the uncovered
     edge filled by reflection, as the training crop's reflect padding fills it."""
-    import tensorflow as tf
+    from keras import ops
 
     pad = abs(pixels)
-    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    padded = ops.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="reflect")
+    height, width = images.shape[1], images.shape[2]
     offset = pad - pixels  # content moves by +pixels when the window starts earlier
     return padded[:, offset : offset + height, offset : offset + width, :]
 

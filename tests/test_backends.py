@@ -89,7 +89,7 @@ def test_the_host_pipeline_is_refused_under_jax_with_a_config_error() -> None:
     )
 
 
-def test_the_device_augmentation_tests_pass_under_jax() -> None:
+def test_the_device_augmentation_and_evaluation_tests_pass_under_jax() -> None:
     done = under_jax(
         "-m",
         "pytest",
@@ -97,6 +97,7 @@ def test_the_device_augmentation_tests_pass_under_jax() -> None:
         "-p",
         "no:cacheprovider",
         "tests/test_device_pipeline.py",
+        "tests/test_evaluation.py",  # test-time augmentation in keras.ops
         "-k",
         "not resumed",  # that one runs the whole runner, which is TensorFlow-only
     )
