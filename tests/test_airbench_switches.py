@@ -330,3 +330,24 @@ def test_saved_runs_replay_their_tta_average() -> None:
     assert tta_average_of(saved(None)) == "probabilities"
     with pytest.raises(ModelError, match=r"evaluation.tta_average is 'votes', expected"):
         tta_average_of(saved({"evaluation": {"tta_average": "votes"}}))
+
+
+def test_torch_init_draws_random_filters_and_the_head_within_one_over_root_fan_in() -> None:
+    def built(init: str) -> keras.Model:
+        keras.utils.set_random_seed(0)
+        return build_fast(
+            FastModel(name="fast", widths=[8, 32, 32], dirac_init=True, init=init),
+            input_shape=(16, 16, 3),
+            num_classes=4,
+        )
+
+    torch, glorot = built("torch"), built("glorot")
+    head = keras.ops.convert_to_numpy(torch.get_layer("head").kernel)
+    assert np.abs(head).max() <= 1 / np.sqrt(32)
+    wide = keras.ops.convert_to_numpy(torch.get_layer("group2_conv1").kernel)  # 8 -> 32, 3x3
+    assert wide[1, 1, np.arange(8), np.arange(8)].tolist() == [1.0] * 8  # dirac part kept
+    assert np.abs(wide[..., 8:]).max() <= 1 / np.sqrt(8 * 9)
+    glorot_wide = keras.ops.convert_to_numpy(glorot.get_layer("group2_conv1").kernel)
+    assert np.abs(glorot_wide[..., 8:]).max() > 1 / np.sqrt(8 * 9)  # glorot's wider limit
+    initializer = torch.get_layer("group2_conv1").kernel_initializer
+    assert type(initializer).from_config(initializer.get_config()).init == "torch"

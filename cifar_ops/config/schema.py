@@ -190,6 +190,9 @@ class FastModel(_ModelBase):
     # Each conv's first in-channels filters start as the identity (airbench's dirac init), so a
     # fresh group passes its input through; the other filters start random.
     dirac_init: bool = False
+    # random conv filters and the head: glorot uniform, or torch's default U(+-1/sqrt(fan_in))
+    # (airbench's; a third of glorot's squared norm on the square convs)
+    init: Literal["glorot", "torch"] = "glorot"
     # whiten: the whitening bias trains for this many epochs, then stays fixed (airbench: 3)
     whiten_bias_epochs: NonNegativeInt | None = None
 
@@ -416,6 +419,7 @@ _HASHED_WHEN_CHANGED: dict[tuple[str, str], Any] = {
     ("data", "pipeline"): "host",
     ("model", "batch_norm_epsilon"): 1e-5,
     ("model", "whiten_bias_epochs"): None,
+    ("model", "init"): "glorot",
     ("schedule", "end_fraction"): None,
     ("train", "lookahead"): None,
     ("evaluation", "tta_average"): "probabilities",

@@ -34,7 +34,9 @@ def build_fast(cfg: FastModel, *, input_shape: tuple[int, int, int], num_classes
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     if cfg.dropout:
         x = layers.Dropout(cfg.dropout, name="dropout")(x)
-    x = layers.Dense(num_classes, use_bias=False, name="head")(x)
+    x = layers.Dense(
+        num_classes, use_bias=False, kernel_initializer=random_init(cfg.init), name="head"
+    )(x)
     x = layers.Rescaling(LOGIT_SCALE, name="logit_scale")(x)
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="fast")
@@ -48,7 +50,7 @@ def stem(x: keras.KerasTensor, cfg: FastModel) -> keras.KerasTensor:
 
 
 def conv_group(x: keras.KerasTensor, filters: int, cfg: FastModel, name: str):
-    init = PartialIdentity() if cfg.dirac_init else "glorot_uniform"
+    init = PartialIdentity(cfg.init) if cfg.dirac_init else random_init(cfg.init)
     momentum, epsilon = cfg.batch_norm_momentum, cfg.batch_norm_epsilon
     x = layers.Conv2D(
         filters, 3, padding="same", use_bias=False, kernel_initializer=init, name=f"{name}_conv1"
@@ -61,18 +63,32 @@ def conv_group(x: keras.KerasTensor, filters: int, cfg: FastModel, name: str):
     return _bn_gelu(x, momentum, epsilon, f"{name}_2")
 
 
+def random_init(name: str) -> keras.initializers.Initializer:
+    """`glorot`: Keras's default; `torch`: PyTorch's conv/linear default, U(+-1/sqrt(fan_in))."""
+    if name == "torch":
+        return keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform")
+    return keras.initializers.GlorotUniform()
+
+
 @keras.saving.register_keras_serializable(package="cifar_ops")
 class PartialIdentity(keras.initializers.Initializer):
-    """Glorot-uniform conv kernel whose first min(in, out) filters are the identity (dirac)."""
+    """Random conv kernel (`random_init(init)`) whose first min(in, out) filters are the
+    identity (dirac)."""
+
+    def __init__(self, init: str = "glorot"):
+        self.init = init
 
     def __call__(self, shape, dtype=None):
         height, width, channels_in, channels_out = shape
-        kernel = keras.initializers.GlorotUniform()(shape, dtype=dtype)
+        kernel = random_init(self.init)(shape, dtype=dtype)
         count = min(channels_in, channels_out)
         identity = np.zeros((height, width, channels_in, count), dtype="float32")
         identity[height // 2, width // 2, np.arange(count), np.arange(count)] = 1.0
         identity = keras.ops.convert_to_tensor(identity, dtype=kernel.dtype)
         return keras.ops.concatenate([identity, kernel[..., count:]], axis=-1)
+
+    def get_config(self):
+        return {"init": self.init}
 
 
 def _bn_gelu(x: keras.KerasTensor, momentum: float, epsilon: float, name: str):
