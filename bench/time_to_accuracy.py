@@ -3,11 +3,12 @@ trained in the same run: airbench's measure ("94% in 3.3 s on one A100") for the
 
 Each config goes through the product's own parts: `load_dataset` (the held-out test split),
 `build_model`, `fit_to_data` (whitening), `compile_phase` (optimizer, schedule, loss, XLA) under
-its precision policy, `make_pipeline`, and `predict_split` with the config's test-time
-augmentation. Only `model.fit` is timed, one epoch at a time; held-out accuracy is scored after
-each epoch outside the clock. The first epoch includes tracing/XLA compilation, so the report also
-gives the total with the first epoch counted at the median epoch time ("warm"), as airbench
-excludes its compile warm-up.
+its precision policy, the config's data path (`make_pipeline`, or on `data.pipeline: device` the
+trainer that augments inside the compiled step, which also runs on KERAS_BACKEND=jax), and
+`predict_split` with the config's test-time augmentation. Only the fit is timed, one epoch at a
+time; held-out accuracy is scored after each epoch outside the clock. The first epoch includes
+tracing/XLA compilation, so the report also gives the total with the first epoch counted at the
+median epoch time ("warm"), as airbench excludes its compile warm-up; images/s is at that median.
 
     python bench/time_to_accuracy.py --config jobs/configs/fast_gpu.yaml \\
         --baseline jobs/configs/fast.yaml --target 0.94 \\
@@ -29,9 +30,11 @@ import statistics
 import time
 from pathlib import Path
 
+import keras
+
 from cifar_ops import training
 from cifar_ops.config import load_run_config
-from cifar_ops.data import load_dataset, make_pipeline
+from cifar_ops.data import load_dataset
 from cifar_ops.evaluation import predict_split
 from cifar_ops.models import build_model, fit_to_data
 from cifar_ops.plan import build_plan
@@ -44,13 +47,6 @@ def time_config(path: Path, overrides: list[str], target: float) -> dict:
     config = load_run_config(path, overrides)
     training.seed_everything(config.seed, xla=config.train.xla)
     dataset = load_dataset(config.data, config.seed)
-    train = make_pipeline(
-        dataset.train,
-        batch_size=config.train.batch_size,
-        training=True,
-        augmentation=config.augmentation,
-        seed=config.seed,
-    )
     epochs: list[dict] = []
     with training.precision_policy(config.train.mixed_precision):
         model = build_model(
@@ -62,15 +58,67 @@ def time_config(path: Path, overrides: list[str], target: float) -> dict:
         training.apply_l2(model, plan.l2)
         fit_to_data(model, dataset.train.images)
         training.compile_phase(model, plan, plan.phases[0])
+        fit_epoch = epoch_fitter(model, plan, dataset)
         for epoch in range(config.train.epochs):
             start = time.perf_counter()
-            model.fit(train, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False)
+            fit_epoch(epoch)
             seconds = time.perf_counter() - start
             probabilities = predict_split(model, dataset.test.images, tta=config.evaluation.tta)
             accuracy = float(np.mean(probabilities.argmax(axis=1) == dataset.test.labels))
             epochs.append({"epoch": epoch + 1, "seconds": seconds, "accuracy": accuracy})
             print(f"  {path.name} epoch {epoch + 1}: {accuracy:.4f} ({seconds:.1f} s)", flush=True)
-    return summarise(str(path), model.count_params(), len(dataset.train), epochs, target)
+    summary = summarise(str(path), model.count_params(), len(dataset.train), epochs, target)
+    return {"pipeline": plan.pipeline, "backend": keras.backend.backend(), **summary}
+
+
+def epoch_fitter(model, plan, dataset):
+    """A function that trains one more epoch on the plan's data path (host or device)."""
+    if plan.pipeline == "host":
+        from cifar_ops.data import make_pipeline
+
+        train = make_pipeline(
+            dataset.train,
+            batch_size=plan.batch_size,
+            training=True,
+            augmentation=plan.augmentation,
+            seed=plan.seed,
+        )
+
+        def host_epoch(epoch: int) -> None:
+            model.fit(train, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False)
+
+        return host_epoch
+    from cifar_ops.data.device import StepFeed, device_inputs
+
+    trainer, _, _ = device_inputs(
+        model,
+        dataset.train,
+        dataset.validation,
+        augmentation=plan.augmentation,
+        batch_size=plan.batch_size,
+        seed=plan.seed,
+        first_epoch=0,
+        last_epoch=1,
+        jit_compile=plan.xla if keras.backend.backend() == "tensorflow" else "auto",
+    )
+
+    def device_epoch(epoch: int) -> None:
+        feed = StepFeed(
+            dataset.train.labels,
+            batch_size=plan.batch_size,
+            seed=plan.seed,
+            first_epoch=epoch,
+            last_epoch=epoch + 1,
+        )
+        trainer.fit(
+            feed,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            steps_per_epoch=plan.steps_per_epoch,
+            verbose=0,
+        )
+
+    return device_epoch
 
 
 def summarise(name: str, params: int, images: int, epochs: list[dict], target: float) -> dict:
@@ -91,6 +139,7 @@ def summarise(name: str, params: int, images: int, epochs: list[dict], target: f
         "best_accuracy": max(e["accuracy"] for e in epochs),
         "first_epoch_seconds": seconds[0],
         "median_epoch_seconds": typical,
+        "images_per_second": images / typical if typical > 0 else None,
         "epochs": epochs,
     }
 

@@ -73,12 +73,16 @@ train: {epochs: 2, batch_size: 32}
             "optimizer.learning_rate=0.04",
             "--baseline-set",
             "train.epochs=3",
+            "--config-set",
+            "data.pipeline=device",
         ]
     )
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     results = [json.loads(line) for line in lines]
     assert [Path(r["config"]).name for r in results] == ["candidate.yaml", "baseline.yaml"]
     assert [len(r["epochs"]) for r in results] == [2, 3]  # --baseline-set: the baseline only
+    assert [r["pipeline"] for r in results] == ["device", "host"]
     for result in results:
         assert all(0.0 <= e["accuracy"] <= 1.0 and e["seconds"] > 0 for e in result["epochs"])
         assert result["train_images"] > 0 and result["params"] > 0
+        assert result["images_per_second"] > 0
