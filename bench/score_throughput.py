@@ -9,8 +9,9 @@ untrained) in the same process:
 - per image: `predict_files(saved, [path])` for each image of a sample, as a loop over
   `cifar-ops predict` would do without the process start.
 
-The per-image rate is steady after its first call, so it is measured on `--per-image` images (its
-first call is a warm-up, not counted), and score on the whole folder after a warm-up batch.
+The per-image rate is steady after its first call, so each repeat measures it on `--per-image`
+new images, and score on the whole folder into a fresh warehouse (after one warm-up of each);
+repeats alternate which goes first, since the machine is shared.
 Run it with `nice -n 10 .venv/bin/python bench/score_throughput.py --per-class 200`.
 """
 
@@ -20,6 +21,8 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,46 +54,68 @@ def save_model(where: Path, config_name: str) -> Path:
     return path
 
 
+def per_image_rate(saved, files: list[Path]) -> float:  # noqa: ANN001 - a SavedModel
+    started = time.perf_counter()
+    for path in files:
+        predict_files(saved, [path])
+    return len(files) / (time.perf_counter() - started)
+
+
+def score_rate(saved, folder: Path, database: Path, out: Path) -> float:  # noqa: ANN001
+    """Images/s of one whole scoring into a fresh warehouse, files included."""
+    with open_store(f"sqlite:///{database}") as store:
+        started = time.perf_counter()
+        result = score_images(saved, open_source(str(folder)), store, model_ref="bench", top_k=3)
+        write_files(*scores.rows(store, result.scoring_id), str(out))
+        total = time.perf_counter() - started
+    assert result.scored == result.images and not result.unreadable
+    return result.scored / total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=200, help="JPEGs of each class scored")
-    parser.add_argument("--per-image", type=int, default=100, help="images predicted one by one")
+    parser.add_argument("--per-image", type=int, default=60, help="images predicted one by one")
     parser.add_argument("--config", default="resnet20", help="jobs/configs/<name>.yaml's model")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating pairs of measurements")
     args = parser.parse_args()
 
     folder = extract_subset(SHARED_ARCHIVE, args.per_class)
+    per_image, batch = [], []
     with tempfile.TemporaryDirectory(prefix="score-bench-") as scratch:
         work = Path(scratch)
         saved = load_saved_model(save_model(work, args.config))
         source = open_source(str(folder))
         files = [Path(source.root) / name for name in source.paths]
-
         predict_files(saved, files[:1])  # warm-up: traces the predict function
-        started = time.perf_counter()
-        for path in files[1 : args.per_image + 1]:
-            predict_files(saved, [path])
-        per_image_rate = args.per_image / (time.perf_counter() - started)
+        score_rate(saved, extract_subset(SHARED_ARCHIVE, 2), work / "warm.db", work / "warm")
+        for repeat in range(args.repeats):
+            sample = files[1 + repeat * args.per_image : 1 + (repeat + 1) * args.per_image]
+            database, out = work / f"bench-{repeat}.db", work / f"out-{repeat}"
+            if repeat % 2 == 0:  # alternate which goes first: the machine is shared
+                per_image.append(per_image_rate(saved, sample))
+                batch.append(score_rate(saved, folder, database, out))
+            else:
+                batch.append(score_rate(saved, folder, database, out))
+                per_image.append(per_image_rate(saved, sample))
+            shown = f"score {batch[-1]:.1f}/s, per image {per_image[-1]:.1f}/s"
+            print(f"repeat {repeat + 1}: {shown}, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
 
-        with open_store(f"sqlite:///{work / 'warehouse.db'}") as store:
-            warm = open_source(str(folder))
-            sample = type(warm)(warm.root, warm.paths[:256])
-            score_images(saved, sample, store, model_ref="warm-up", top_k=1)  # its own scoring
-            started = time.perf_counter()
-            result = score_images(saved, source, store, model_ref="bench", top_k=3)
-            write_files(*scores.rows(store, result.scoring_id), str(work / "out"))
-            total = time.perf_counter() - started
-        score_rate = result.scored / total
+    def spread(values: list[float]) -> str:
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.1f} ± {sd:.1f}"
 
+    ratios = [b / p for b, p in zip(batch, per_image, strict=True)]
     report = {
         "model": f"{args.config} ({saved.model.count_params():,} parameters)",
-        "images": len(source.paths),
-        "scored": result.scored,
-        "score_images_per_second": round(score_rate, 1),
-        "score_loop_images_per_second": round(result.images_per_second or 0.0, 1),
-        "per_image_predict_images_per_second": round(per_image_rate, 1),
-        "speedup": round(score_rate / per_image_rate, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        "images_scored": len(source.paths),
+        "images_predicted_one_by_one": args.per_image,
+        "score_images_per_second": spread(batch),
+        "per_image_predict_images_per_second": spread(per_image),
+        "speedup": spread(ratios),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "python": platform.python_version(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(report, indent=2))
 
