@@ -59,7 +59,7 @@ def predict_split(
 
     def probabilities_of(view) -> np.ndarray:
         parts = [
-            np.asarray(model.predict_on_batch(view(batch)), np.float64)
+            np.asarray(_predict_batch(model, view(batch)), np.float64)
             for batch in _batches(images, batch_size)
         ]
         scores = np.concatenate(parts)
@@ -82,6 +82,16 @@ def predict_split(
         raise ValueError(f"tta: {tta!r} is not one of none, flip, flip_translate")
     shifted = [with_mirror(lambda x, d=d: shift(x, d)) for d in (-1, 1)]
     return result(with_mirror(lambda x: x) / 2 + (shifted[0] + shifted[1]) / 4)
+
+
+def _predict_batch(model: Any, batch: Any) -> Any:
+    """The model's outputs for one batch. Over several replicas (a TensorFlow `MirroredStrategy`)
+    `predict_on_batch` gives every replica the whole batch and returns all their outputs, one
+    copy each; `predict` splits the batch across them instead."""
+    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend only
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        return model.predict(batch, batch_size=len(batch), verbose=0)
+    return model.predict_on_batch(batch)
 
 
 def _batches(images: np.ndarray, batch_size: int) -> Any:
