@@ -1,11 +1,13 @@
 """One run end to end: data -> model -> plan -> fit -> evaluate -> warehouse.
 
 Everything that can be wrong with the input (config, data, model, the training plan, a resumed
-run's config) is checked before `start_run`, so a bad data dir never leaves a `running` row. Once
-started, a run always ends with `finish_run`: `succeeded`, `pruned` (a search's pruner stopped
-it; see `search.pruning`), `failed` (with the reason; the
-exception is re-raised) or `preempted` (Ctrl-C or SIGTERM, e.g. a pod being evicted; re-run the
-same id to resume).
+run's config and global batch) is checked before `start_run`, so a bad data dir never leaves a
+`running` row, and nothing is written before it: a start the warehouse refuses leaves no run dir
+and pushes no metrics. A run trains on the replicas `distribution.strategy_for` gives it (one, with
+no strategy, unless `resources.gpus` GPUs or `CIFAR_OPS_REPLICAS` say more). Once started, a run
+always ends with `finish_run`: `succeeded`, `pruned` (a search's pruner stopped it; see
+`search.pruning`), `failed` (with the reason; the exception is re-raised) or `preempted` (Ctrl-C or
+SIGTERM, e.g. a pod being evicted; re-run the same id to resume).
 """
 
 from __future__ import annotations
