@@ -70,11 +70,15 @@ def test_another_config_refused_by_the_warehouse_leaves_no_run_dir_and_pushes_no
         with pytest.raises(ConfigError, match="already exists in the warehouse"):
             execute(other, sink=store, run_id=SHARED)
         assert pushed_run_ids(gateway) == set()
-    assert port_is_free(port)
-    assert not (tmp_path / "machine-b" / SHARED).exists()
-    assert store.get_run(SHARED).summary.status == "preempted"
-    # the real run, resumed on this machine, is not refused by a stray config.json
-    assert execute(real, sink=store, run_id=SHARED).status == "succeeded"
+        assert port_is_free(port)
+        assert not (tmp_path / "machine-b" / SHARED).exists()
+        assert store.get_run(SHARED).summary.status == "preempted"
+        # the real run, resumed on this machine, is not refused by a stray config.json, and a
+        # run the warehouse takes pushes as before
+        watched = tiny_config(train=ONE_EPOCH, monitoring={"pushgateway": gateway})
+        assert watched.config_hash() == real.config_hash()
+        assert execute(watched, sink=store, run_id=SHARED).status == "succeeded"
+        assert pushed_run_ids(gateway) == {SHARED}
 
 
 def test_a_start_while_another_process_holds_the_run_writes_and_pushes_nothing(
