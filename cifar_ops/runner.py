@@ -23,9 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
-from cifar_ops import distribution, evaluation, training
+from cifar_ops import backend, distribution, evaluation, training
 from cifar_ops.callbacks import StopOnSignal
 from cifar_ops.checkpoints import BatchLayout, RunDirectory
 from cifar_ops.config import EvaluationConfig, RunConfig, Trial
@@ -284,11 +283,18 @@ def git_sha() -> str | None:
 
 
 def hardware() -> str:
-    """The GPU's name(s) if TensorFlow sees one, else the CPU count and architecture."""
+    """The GPU's name(s) if the Keras backend sees one, else the CPU count and architecture."""
     names = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        names.append(str(details.get("device_name", gpu.name)))
+    if backend.backend() == "jax":
+        import jax
+
+        names = [device.device_kind for device in jax.devices() if device.platform == "gpu"]
+    else:
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(gpu)
+            names.append(str(details.get("device_name", gpu.name)))
     if names:
         return ", ".join(names)
     return f"CPU x{os.cpu_count()} ({platform.machine()})"

@@ -4,9 +4,9 @@ Run as `KERAS_BACKEND=jax python -m tests.backend_task OUT` (a subprocess: the b
 when Keras is imported). Trains the `fast` net (whitened stem, dirac init) with ShiftScaledSGD on
 a one-cycle schedule with label smoothing, early stopping and per-epoch checkpoints, saves
 model.keras in OUT and prints one JSON line: the backend, held-out accuracy and its paths.
-With `--load MODEL.keras` it instead loads a model saved under any backend and prints its
-held-out predictions' path. `--no-tensorflow` makes any import of TensorFlow fail, as on a
-machine without it.
+With `--run` it instead runs a tiny config through `runner.execute`. With `--load MODEL.keras`
+it loads a model saved under any backend and prints its held-out predictions' path.
+`--no-tensorflow` makes any import of TensorFlow fail, as on a machine without it.
 """
 
 from __future__ import annotations
@@ -95,6 +95,31 @@ def predictions(model, dataset, out: Path) -> dict:
     return {"accuracy": accuracy, "predictions": str(path)}
 
 
+def whole_run(out: Path) -> dict:
+    """`runner.execute` of a tiny device-path config with flip TTA; artifacts under `out`."""
+    import os
+
+    import keras
+
+    os.environ["CIFAR_OPS_ARTIFACTS"] = str(out)
+    from cifar_ops.runner import execute
+
+    sink = MemorySink()
+    config = tiny_config(
+        data={"pipeline": "device"},
+        augmentation={"flip": True, "crop_padding": 2},
+        evaluation={"tta": "flip"},
+    )
+    outcome = execute(config, sink=sink)
+    finish = sink.finishes[outcome.run_id]
+    return {
+        "backend": keras.backend.backend(),
+        "status": str(outcome.status),
+        "accuracy": finish.test_accuracy,
+        "model": str(outcome.model_path),
+    }
+
+
 def register_custom_objects() -> None:
     """Import the modules whose layers, loss, schedule and optimizer a saved model names."""
     import cifar_ops.losses  # noqa: F401
@@ -116,13 +141,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--load", type=Path)
     parser.add_argument("--no-tensorflow", action="store_true")
+    parser.add_argument("--run", action="store_true", help="a whole run through the runner")
     args = parser.parse_args(argv)
     if args.no_tensorflow:
         sys.meta_path.insert(0, NoTensorFlow())
     import keras
 
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.load:
+    if args.run:
+        report = whole_run(args.out)
+    elif args.load:
         _, dataset = held_out()
         register_custom_objects()
         model = keras.models.load_model(args.load)  # compiled: optimizer and schedule too

@@ -68,6 +68,15 @@ def test_the_same_task_under_tensorflow_ends_as_accurate_and_jax_loads_its_model
     )
 
 
+def test_a_whole_run_succeeds_under_jax_without_tensorflow(tmp_path: Path) -> None:
+    report = report_of(
+        under_jax("-m", "tests.backend_task", str(tmp_path), "--run", "--no-tensorflow")
+    )
+    assert report["backend"] == "jax" and not report["tensorflow_imported"]
+    assert report["status"].endswith("succeeded") and report["accuracy"] > 0.7
+    assert Path(report["model"]).is_file()
+
+
 def test_the_host_pipeline_is_refused_under_jax_with_a_config_error() -> None:
     script = (
         "import keras\n"
