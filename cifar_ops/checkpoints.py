@@ -156,20 +156,17 @@ class RunDirectory:
                 f"hashes to {digest}; resume it with its own config or use a new --run-id",
                 path=str(self.config_path),
             )
-        if layout is not None:
-            started = BatchLayout(
-                int(stored.get("global_batch", config.train.batch_size)),
-                int(stored.get("replicas", 1)),
+        # before multi-replica training every run had one replica of train.batch_size
+        started_batch = stored.get("global_batch", config.train.batch_size)
+        started_replicas = stored.get("replicas", 1)
+        if layout is not None and started_batch != layout.global_batch:
+            raise ConfigError(
+                f"run {self.run_id} was started with a global batch of {started_batch} on "
+                f"{started_replicas} replica(s); this process has {layout.replicas} (global "
+                f"batch {layout.global_batch}): resume it on {started_replicas} "
+                "(resources.gpus, or CIFAR_OPS_REPLICAS) or use a new --run-id",
+                path=str(self.config_path),
             )
-            if started.global_batch != layout.global_batch:
-                raise ConfigError(
-                    f"run {self.run_id} was started with a global batch of "
-                    f"{started.global_batch} on {started.replicas} replica(s); this process has "
-                    f"{layout.replicas} (global batch {layout.global_batch}): resume it on "
-                    f"{started.replicas} (resources.gpus, or CIFAR_OPS_REPLICAS) or use a new "
-                    "--run-id",
-                    path=str(self.config_path),
-                )
         return recorded
 
     def create(

@@ -20,6 +20,7 @@ import tensorflow as tf
 import yaml
 
 from cifar_ops import distribution
+from cifar_ops.checkpoints import BatchLayout, RunDirectory
 from cifar_ops.config import load_run_config
 from cifar_ops.errors import ConfigError
 from cifar_ops.models import build_model
@@ -224,3 +225,19 @@ def test_the_scaled_floor_of_a_cosine_schedule() -> None:
         phase.schedule.min_learning_rate / phase.learning_rate,
         config.schedule.min_learning_rate / config.optimizer.learning_rate,
     )
+
+
+def test_a_resume_must_train_the_global_batch_the_run_started_with() -> None:
+    config = tiny_config()  # batch_size 32
+    RunDirectory("two").create(config, ["a", "b", "c", "d"], layout=BatchLayout(64, 2))
+    assert RunDirectory("two").check(config, layout=BatchLayout(64, 4)) == config.config_hash()
+    with pytest.raises(ConfigError, match="global batch of 64 on 2 replica.*this process has 1"):
+        RunDirectory("two").check(config, layout=BatchLayout(32, 1))
+
+    # a config.json from before multi-replica training: one replica of train.batch_size
+    RunDirectory("one").create(config, ["a", "b", "c", "d"])
+    recorded = json.loads(RunDirectory("one").config_path.read_text())
+    assert "global_batch" not in recorded
+    assert RunDirectory("one").check(config, layout=BatchLayout(32, 1)) == config.config_hash()
+    with pytest.raises(ConfigError, match="global batch of 32 on 1 replica"):
+        RunDirectory("one").check(config, layout=BatchLayout(64, 2))
