@@ -1,4 +1,4 @@
-"""`report` (HTML, issue #7) and `export` (reporting views to files, issue #4)."""
+"""`report` (one self-contained HTML page) and `export` (every reporting view to a file)."""
 
 from __future__ import annotations
 

@@ -136,7 +136,7 @@ def compare(
     run_ids: list[str] = typer.Argument(..., help="Run ids or unique prefixes."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Several runs side by side (seed 004's results table)."""
+    """Several runs side by side: test accuracy, loss, overfitting gap, parameters."""
     from rich.table import Table
 
     from cifar_ops.warehouse import open_store

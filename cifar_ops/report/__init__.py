@@ -1,4 +1,4 @@
-"""HTML reports built only from the warehouse reporting views (issue #7).
+"""HTML reports built only from the warehouse reporting views.
 
 `build_report` reads runs (by id or experiment) through `loader`, renders them with `render`
 (plots from `plots`, one jinja2 template) and writes one self-contained HTML file atomically.

@@ -227,7 +227,7 @@ def _confusion_square(confusion: pd.DataFrame, class_metrics: pd.DataFrame) -> p
 
 
 def _comparison(views: _Views, summaries: pd.DataFrame) -> pd.DataFrame:
-    """Seed 004's results table, one row per run, best first."""
+    """The comparison table (test accuracy, loss, overfitting gap, parameters), best run first."""
     rows = []
     for summary in summaries.to_dict(orient="records"):
         epochs = views.read("epoch_curves", "run_id = :r", {"r": summary["run_id"]}, order="epoch")

@@ -65,6 +65,7 @@ class ReportData:
 
     title: str
     runs: list[RunReport]  # shown in detail, best first
-    comparison: pd.DataFrame | None = None  # one row per run (seed 004's results table)
+    # one row per run: test accuracy, loss, overfitting gap, parameters
+    comparison: pd.DataFrame | None = None
     search: SearchReport | None = None
     notes: list[str] = field(default_factory=list)  # e.g. which runs were left out of details

@@ -201,7 +201,7 @@ def _pct(value: Any, digits: int = 2) -> str:
 
 
 def _gap(value: Any) -> str:
-    """Seed 004's style: a signed percentage-point difference."""
+    """A signed percentage-point difference, as the comparison table shows gaps."""
     return "n/a" if missing(value) else f"{float(value) * 100:+.2f} pp"
 
 

@@ -1,4 +1,5 @@
-"""The warehouse tables (seed 000's five, kept and extended), named explicitly for Alembic.
+"""The warehouse tables, named explicitly for Alembic: a run's model info, epoch stats, class
+metrics, confusion matrix and predictions, plus experiments, evaluations and calibration bins.
 
 Every table has a natural key, so a retried pod or a re-sent batch upserts the same rows instead
 of adding new ones. Ranges are checked in the database, every run foreign key cascades on delete
