@@ -13,8 +13,6 @@ from typing import Any
 
 from cifar_ops.kube.naming import ANNOTATION_RUN_IDS, LABEL_COMPLETION_INDEX, LABEL_RUN_ID
 
-TERMINAL_JOB_STATES = frozenset({"succeeded", "failed"})
-
 
 @dataclass(frozen=True)
 class IndexState:

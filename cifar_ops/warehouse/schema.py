@@ -272,9 +272,6 @@ predictions_log = Table(
     _fraction("confidence"),
 )
 
-#: Rows written by `log_evaluation`, children of one `evaluations` row, in insert order.
-EVALUATION_CHILDREN = (class_metrics, confusion_matrix, calibration_bins, predictions_log)
-
 # --- model registry: named models, their immutable versions, movable aliases --------------------
 
 registered_models = Table(
