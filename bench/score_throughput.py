@@ -88,7 +88,8 @@ def main() -> None:
         source = open_source(str(folder))
         files = [Path(source.root) / name for name in source.paths]
         predict_files(saved, files[:1])  # warm-up: traces the predict function
-        score_rate(saved, extract_subset(SHARED_ARCHIVE, 2), work / "warm.db", work / "warm")
+        # warm-up: a full batch and a short one, so no timed scoring traces a new batch shape
+        score_rate(saved, extract_subset(SHARED_ARCHIVE, 30), work / "warm.db", work / "warm")
         for repeat in range(args.repeats):
             sample = files[1 + repeat * args.per_image : 1 + (repeat + 1) * args.per_image]
             database, out = work / f"bench-{repeat}.db", work / f"out-{repeat}"
