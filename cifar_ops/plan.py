@@ -23,6 +23,7 @@ from cifar_ops.config import (
     ScheduleConfig,
 )
 from cifar_ops.data.device_rule import resolve_pipeline
+from cifar_ops.data.draws import has_geometry
 from cifar_ops.errors import ConfigError
 from cifar_ops.optimizers import l2_coefficient
 
@@ -97,6 +98,7 @@ def build_plan(
                 key="data.pipeline",
             )
         pipeline = "host"
+    _check_device_xla(config, pipeline)
     if pipeline == "host":
         require_tensorflow(
             "data.pipeline: host (tf.data)",
@@ -184,6 +186,22 @@ def _scaled(schedule: ScheduleConfig, scale: float) -> ScheduleConfig:
     ]
     floor = schedule.min_learning_rate * scale
     return schedule.model_copy(update={"stages": stages, "min_learning_rate": floor})
+
+
+def _check_device_xla(config: RunConfig, pipeline: str) -> None:
+    """TensorFlow's affine resampling op has no XLA kernel: the device path cannot compile
+    rotation, shifts or zoom into an XLA step there (JAX's can; the host path augments outside)."""
+    if pipeline != "device" or not config.train.xla or not has_geometry(config.augmentation):
+        return
+    from cifar_ops.backend import backend
+
+    if backend() == "tensorflow":
+        raise ConfigError(
+            "data.pipeline: device with rotation, shifts or zoom cannot run under XLA on the "
+            "TensorFlow backend (its affine resampling op has no XLA kernel); set train.xla: "
+            "false, data.pipeline: host, or KERAS_BACKEND=jax",
+            key="train.xla",
+        )
 
 
 def has_base(model: keras.Model) -> bool:

@@ -199,3 +199,39 @@ def test_the_pipeline_key_resolves_and_keeps_older_config_hashes() -> None:
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten()])
     plan = build_plan(tiny_config(data={"pipeline": "auto"}), model, train_images=100)
     assert plan.pipeline == "device"
+
+
+def test_flip_crop_and_cutout_compile_into_an_xla_step_and_tf_refuses_xla_with_geometry() -> None:
+    from cifar_ops.data.device import device_inputs
+    from cifar_ops.data.splits import Split
+    from cifar_ops.errors import ConfigError
+
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (64, 8, 8, 3)).astype("uint8"), rng.integers(0, 2, 64))
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    aug = AugmentationConfig(flip="alternating", crop_padding=2, cutout=3)
+    trainer, feed, validation = device_inputs(
+        model,
+        split,
+        split,
+        augmentation=aug,
+        batch_size=16,
+        seed=1,
+        first_epoch=0,
+        last_epoch=2,
+        jit_compile=True,
+    )
+    history = trainer.fit(feed, validation_data=validation, epochs=2, steps_per_epoch=4, verbose=0)
+    assert all(np.isfinite(history.history["loss"]))
+    geometry = tiny_config(
+        data={"pipeline": "device"}, augmentation={"rotation": 10}, train={"xla": True}
+    )
+    flat = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten()])
+    if keras.backend.backend() == "tensorflow":
+        with pytest.raises(ConfigError, match="train.xla: .*no XLA kernel"):
+            build_plan(geometry, flat, train_images=100)
+    else:
+        assert build_plan(geometry, flat, train_images=100).pipeline == "device"
