@@ -40,6 +40,8 @@ class RunSummary:
     test_loss: float | None
     overfitting_gap: float | None
     artifact_uri: str | None
+    trial_number: int | None = None  # the Optuna trial (a search run through a study)
+    pruned_epoch: int | None = None  # status pruned: the last epoch it trained
 
     @property
     def duration_seconds(self) -> float | None:
