@@ -235,3 +235,12 @@ def test_flip_crop_and_cutout_compile_into_an_xla_step_and_tf_refuses_xla_with_g
             build_plan(geometry, flat, train_images=100)
     else:
         assert build_plan(geometry, flat, train_images=100).pipeline == "device"
+
+
+def test_a_crop_padding_that_does_not_fit_the_images_is_a_config_error() -> None:
+    from cifar_ops.errors import ConfigError
+
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Identity()])
+    images = np.zeros((4, 6, 6, 3), "uint8")
+    with pytest.raises(ConfigError, match="augmentation.crop_padding"):
+        DeviceTrainer(model, images, AugmentationConfig(crop_padding=6), seed=0)

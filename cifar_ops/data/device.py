@@ -19,6 +19,7 @@ from keras import ops
 
 from cifar_ops.config import AugmentationConfig
 from cifar_ops.data.device_augment import augment
+from cifar_ops.data.draws import check_augmentation, is_active
 from cifar_ops.data.splits import Split, derive_seed
 
 
@@ -92,6 +93,7 @@ class DeviceTrainer(keras.Model):
         augmentation: AugmentationConfig,
         seed: int,
     ):
+        check_augmentation(augmentation, int(images.shape[1]))  # ConfigError when too big
         super().__init__(name="device_trainer")
         self.inner = model
         self.augmentation = augmentation
@@ -100,15 +102,7 @@ class DeviceTrainer(keras.Model):
         self.alternating = augmentation.flip == "alternating"
         flips = first_flips(len(images), seed) if self.alternating else np.zeros(1, bool)
         self.flips = keras.Variable(flips.astype("uint8"), trainable=False, name="first_flips")
-        self.active = bool(
-            augmentation.flip
-            or augmentation.rotation
-            or augmentation.width_shift
-            or augmentation.height_shift
-            or augmentation.zoom
-            or augmentation.crop_padding
-            or augmentation.cutout
-        )
+        self.active = is_active(augmentation)
         self.built = True
 
     def call(self, inputs: Any, training: bool = False) -> Any:
