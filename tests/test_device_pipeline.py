@@ -244,3 +244,32 @@ def test_a_crop_padding_that_does_not_fit_the_images_is_a_config_error() -> None
     images = np.zeros((4, 6, 6, 3), "uint8")
     with pytest.raises(ConfigError, match="augmentation.crop_padding"):
         DeviceTrainer(model, images, AugmentationConfig(crop_padding=6), seed=0)
+
+
+def test_two_phases_on_the_device_path_resume_inside_the_fine_tune_phase(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.engine_helpers import nested_base_model
+
+    monkeypatch.setattr("cifar_ops.runner.build_model", nested_base_model)
+    fine_tune = {"epochs": 2, "learning_rate": 1e-4, "unfreeze_layers": 2}
+    config = tiny_config(
+        data={"pipeline": "device"},
+        augmentation={"flip": True},
+        train={"epochs": 2, "fine_tune": fine_tune},
+    )
+    sink = MemorySink()
+    with pytest.raises(KeyboardInterrupt):
+        execute(config, sink=sink, run_id="device-phases", callbacks=[Preemption(after_epoch=3)])
+    outcome = execute(config, sink=sink, run_id="device-phases")
+    history = sink.history("device-phases")
+    assert [(r.epoch, r.phase) for r in history] == [
+        (1, "train"),
+        (2, "train"),
+        (3, "fine_tune"),
+        (4, "fine_tune"),
+    ]
+    assert [r.learning_rate for r in history[2:]] == pytest.approx([1e-4, 1e-4])
+    model = keras.saving.load_model(outcome.model_path, compile=False)
+    trainable = {layer.name: layer.trainable for layer in model.get_layer("base").layers}
+    assert trainable == {"conv1": False, "bn1": False, "conv2": True, "pool": True}
