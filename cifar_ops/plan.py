@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cifar_ops.backend import require_tensorflow
+from cifar_ops.backend import check_backend, require_tensorflow
 from cifar_ops.config import (
     AugmentationConfig,
     EarlyStoppingConfig,
@@ -98,6 +98,7 @@ def build_plan(
                 key="data.pipeline",
             )
         pipeline = "host"
+    check_backend()
     _check_device_xla(config, pipeline)
     if pipeline == "host":
         require_tensorflow(

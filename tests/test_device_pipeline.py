@@ -273,3 +273,14 @@ def test_two_phases_on_the_device_path_resume_inside_the_fine_tune_phase(
     model = keras.saving.load_model(outcome.model_path, compile=False)
     trainable = {layer.name: layer.trainable for layer in model.get_layer("base").layers}
     assert trainable == {"conv1": False, "bn1": False, "conv2": True, "pool": True}
+
+
+def test_a_keras_backend_the_engine_does_not_support_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cifar_ops.errors import ConfigError
+
+    monkeypatch.setattr("cifar_ops.backend.backend", lambda: "torch")
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten()])
+    with pytest.raises(ConfigError, match="KERAS_BACKEND='torch' is not supported: use one of"):
+        build_plan(tiny_config(data={"pipeline": "device"}), model, train_images=100)
