@@ -1,0 +1,323 @@
+"""Seed parity: each source project's model trained through `cifar-ops run` on the shared JPEGs and
+scored on a held-out test part none of its images trained on, next to the figure the seed reports.
+
+Each row runs `python -m cifar_ops run --config <row's config> --json` as a child process (the
+product's own path), logging to this bench's own SQLite warehouse and artifacts folder, and records
+held-out test accuracy, train accuracy, overfitting gap (train minus test), epochs trained (the
+warehouse's epoch rows), wall time and the child's peak resident memory (`os.wait4` rusage). The
+data default is the 50,000 shared JPEGs (`data.source=folder`, `data.dir=.cache/data`): 20% held
+out as test with the config's fixed seed, the rest split into train and validation. Results are
+appended to `<workdir>/results.jsonl`; the Markdown table printed at the end (for bench/RESULTS.md
+and the README) holds each row's latest result, so rows can be run one invocation at a time.
+The printed `cifar-ops report` command puts every parity run on one page (seed 004's comparison
+table: test accuracy, loss, overfitting gap, parameters). Transfer rows are not run: they need
+ImageNet weights, which cannot be downloaded here; their line gives the command a user with
+weights runs.
+
+    python bench/seed_parity.py                                  # every row this CPU can train
+    python bench/seed_parity.py --only simple_cnn,conv4_bn       # some rows
+    python bench/seed_parity.py --only resnet20_fast --set train.epochs=20
+    python bench/seed_parity.py --plan                           # commands and estimates only
+
+Plan for the long runs on the 2-core CPU, one row at a time (nothing else training). Estimates
+scale bench/RESULTS.md's measured ResNet-20 epoch (100-130 s for 32,000 train + 8,000 validation
+images, float32, seed 004's augmentation) by each net's multiply-adds per image, and halve it for
+bfloat16 configs; simple_cnn is the measured 2.3 min (14 epochs, early-stopped). Early stopping
+can end a row sooner. Rows marked untimed have never run at full length here.
+
+Each row runs as `python bench/seed_parity.py --only ROW` (seed budget = the seed's own recipe):
+
+| row | config | multiply-adds / image | est. minutes |
+| --- | --- | --- | --- |
+| simple_cnn | simple_cnn.yaml, up to 20 epochs | 4.2M | 3 (measured 2.3) |
+| conv4_bn | conv4_sgd.yaml, up to 30 epochs | 25.0M | 35 |
+| custom_cnn | custom_cnn.yaml, up to 40 epochs | 38.9M | 60-70 |
+| vgg10 | vgg10.yaml, up to 50 epochs | 33.5M | 60-75 |
+| resnet20 | resnet20.yaml, seed budget 60 epochs | 40.8M | 110-130 |
+| resnet20_fast | resnet20_fast.yaml, 30 epochs, bfloat16 (untimed) | 40.8M | ~40 |
+| resnet_wide | resnet_wide.yaml, seed budget 35 epochs | 360.5M | ~570 |
+| resnet_wide_fast | resnet_wide_fast.yaml, 10 epochs, bfloat16 (untimed) | 360.5M | ~80 |
+
+Seed 001's grid, to pick conv4_sgd.yaml's point before its row runs (24 points on a 10,000-image
+subset, 8 epochs at most, ASHA pruning; ~35-45 min, est. from conv4's ~20 s per 10,000 images an
+epoch and ASHA's ~40% of the grid's epochs), then its best trial's settings:
+
+    cifar-ops run --config jobs/configs/grids/conv4_sgd.yaml --set data.source=folder \\
+        --set data.dir=.cache/data --set data.limit=10000 --set train.epochs=8 \\
+        --set search.pruner=asha --set experiment=conv4-sgd-grid-subset
+    cifar-ops report -e conv4-sgd-grid-subset -o grid.html   # leaderboard: the best point
+
+`data.limit` caps each split (train, validation, held-out test) at 10,000 images. Write the best
+point's learning rate, momentum, batch size and dropout into conv4_sgd.yaml, then run its row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+NO_WEIGHTS = "needs ImageNet weights (not downloadable here)"
+COLUMNS = (
+    "row",
+    "config",
+    "seed",
+    "seed figure",
+    "seed gap",
+    "held-out test",
+    "train",
+    "gap",
+    "vs seed",
+    "epochs",
+    "wall",
+    "peak memory",
+    "note",
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One seed model: its config, the seed's figure (a fraction) and what that figure measured."""
+
+    name: str
+    config: str
+    seed: str
+    figure: float
+    measured_on: str = "test"  # "validation" where the seed reported no test figure
+    seed_gap: float | None = None  # seed's train minus test/validation accuracy, points
+    transfer_sets: tuple[str, ...] = ()  # transfer rows: overrides for the seed's variant
+
+
+ROWS: tuple[Row, ...] = (
+    Row("simple_cnn", "jobs/configs/simple_cnn.yaml", "004", 0.6747, seed_gap=17.8),
+    Row("conv4_bn", "jobs/configs/conv4_sgd.yaml", "001", 0.8046, seed_gap=1.09),
+    Row("custom_cnn", "jobs/configs/custom_cnn.yaml", "000", 0.83, "validation", 9.0),
+    Row("vgg10", "jobs/configs/vgg10.yaml", "004", 0.8208, seed_gap=-1.8),
+    Row("resnet20", "jobs/configs/resnet20.yaml", "004", 0.8770, seed_gap=3.1),
+    Row("resnet20_fast", "jobs/configs/resnet20_fast.yaml", "004", 0.8770, seed_gap=3.1),
+    Row("resnet_wide", "jobs/configs/resnet_wide.yaml", "002", 0.8874),
+    Row("resnet_wide_fast", "jobs/configs/resnet_wide_fast.yaml", "002", 0.8874),
+    Row(
+        "mobilenetv2",
+        "jobs/configs/mobilenetv2.yaml",
+        "000",
+        0.90,
+        "validation",
+        5.0,
+        transfer_sets=("model.weights=imagenet",),
+    ),
+    Row(
+        "efficientnetv2b0_96",
+        "jobs/configs/efficientnetv2b0.yaml",
+        "004",
+        0.9042,
+        seed_gap=-4.5,
+        transfer_sets=(
+            "model.weights=imagenet",
+            "model.input_size=96",
+            "model.dropout=0.3",
+            "train.epochs=30",
+            "train.fine_tune.epochs=30",
+            "train.fine_tune.unfreeze_layers=30",
+        ),
+    ),
+    Row(
+        "efficientnetv2b0",
+        "jobs/configs/efficientnetv2b0.yaml",
+        "004",
+        0.9397,
+        seed_gap=-0.01,
+        transfer_sets=("model.weights=imagenet",),
+    ),
+)
+
+
+def data_sets(data_dir: Path | str) -> list[str]:
+    """The shared JPEG folder as the data source (its held-out test part: data.test_split)."""
+    return ["data.source=folder", f"data.dir={data_dir}"]
+
+
+def run_command(row: Row, sets: list[str], run_id: str | None = None) -> list[str]:
+    """`cifar-ops run` for a row, as argv (`python -m cifar_ops`: the interpreter running this)."""
+    command = [sys.executable, "-m", "cifar_ops", "run", "--config", str(REPO / row.config)]
+    command += ["--json"] + (["--run-id", run_id] if run_id else [])
+    for item in [*row.transfer_sets, *sets]:
+        command += ["--set", item]
+    return command
+
+
+def user_command(row: Row, sets: list[str]) -> str:
+    """The same command as a user types it from the repository root."""
+    words = ["cifar-ops", "run", "--config", row.config]
+    for item in [*row.transfer_sets, *sets]:
+        words += ["--set", item]
+    return shlex.join(words)
+
+
+def run_row(row: Row, sets: list[str], workdir: Path) -> dict[str, Any]:
+    """Train one row in a child process; its headline numbers, epochs, wall time and peak RSS."""
+    from cifar_ops.warehouse.store import open_store
+
+    run_id = uuid.uuid4().hex
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "CIFAR_OPS_DATABASE_URL": database_url(workdir),
+        "CIFAR_OPS_ARTIFACTS": str(workdir / "runs"),
+    }
+    print(f"{row.name}: run {run_id} (log {logs / row.name}.log)", flush=True)
+    start = time.perf_counter()
+    with (
+        open(logs / f"{row.name}.json", "wb") as out,
+        open(logs / f"{row.name}.log", "wb") as err,
+    ):
+        child = subprocess.Popen(run_command(row, sets, run_id), stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    result: dict[str, Any] = {
+        "row": row.name,
+        "run_id": run_id,
+        "exit_code": child.returncode,
+        "wall_seconds": round(seconds, 1),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is KiB on Linux
+        "sets": sets,
+    }
+    payload = (logs / f"{row.name}.json").read_text()
+    if child.returncode != 0 or not payload.strip():
+        result["status"] = f"exit {child.returncode}, see {logs / row.name}.log"
+        return result
+    outcome = json.loads(payload)
+    with open_store(database_url(workdir)) as store:
+        result["epochs"] = len(store.epochs(run_id))
+    metrics = outcome["metrics"]
+    result |= {
+        "status": outcome["status"],
+        "test_accuracy": metrics["test_accuracy"],
+        "test_loss": metrics["test_loss"],
+        "train_accuracy": metrics["train_accuracy"],
+        "overfitting_gap": metrics["overfitting_gap"],
+        "best_epoch": outcome["best_epoch"],
+        "param_count": outcome["param_count"],
+    }
+    return result
+
+
+def database_url(workdir: Path) -> str:
+    return f"sqlite:///{(workdir / 'warehouse.db').resolve()}"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def table_line(row: Row, result: dict[str, Any] | None) -> list[str]:
+    """One Markdown row: the seed's figure and gap beside this product's measurement."""
+    seed_figure = percent(row.figure) + (" (val)" if row.measured_on == "validation" else "")
+    seed_gap = "-" if row.seed_gap is None else f"{row.seed_gap:+.1f}"
+    head = [row.name, f"`{Path(row.config).name}`", row.seed, seed_figure, seed_gap]
+    if row.transfer_sets:
+        note = f"{NO_WEIGHTS}; with weights: `{user_command(row, data_sets('.cache/data'))}`"
+        return head + ["-"] * 7 + [note]
+    if result is None:
+        return head + ["-"] * 7 + ["not run"]
+    test = result.get("test_accuracy")
+    gap = result.get("overfitting_gap")
+    versus = "-" if test is None else f"{100 * (test - row.figure):+.2f}"
+    return head + [
+        percent(test),
+        percent(result.get("train_accuracy")),
+        "-" if gap is None else f"{100 * gap:+.1f}",
+        versus,
+        str(result.get("epochs", "-")),
+        f"{result['wall_seconds'] / 60:.1f} min",
+        f"{result['peak_rss_mib']:.0f} MiB",
+        str(result.get("status", "")),
+    ]
+
+
+def markdown_table(rows: list[Row], results: dict[str, dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(table_line(row, results.get(row.name))) + " |")
+    return "\n".join(lines)
+
+
+def latest_results(workdir: Path) -> dict[str, dict[str, Any]]:
+    """Each row's latest recorded result in this workdir."""
+    path = workdir / "results.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {result["row"]: result for result in map(json.loads, lines)}
+
+
+def report_command(workdir: Path, results: dict[str, dict[str, Any]]) -> str | None:
+    """`cifar-ops report` over the succeeded parity runs: one page, with the comparison table."""
+    run_ids = [r["run_id"] for r in results.values() if r.get("status") == "succeeded"]
+    if not run_ids:
+        return None
+    env = f"CIFAR_OPS_DATABASE_URL={shlex.quote(database_url(workdir))}"
+    output = shlex.quote(str(workdir / "parity.html"))
+    return f"{env} cifar-ops report {' '.join(run_ids)} --details 0 -o {output}"
+
+
+def select(names: str | None) -> list[Row]:
+    if not names:
+        return list(ROWS)
+    by_name = {row.name: row for row in ROWS}
+    unknown = [name for name in names.split(",") if name not in by_name]
+    if unknown:
+        raise SystemExit(f"--only: unknown row(s) {', '.join(unknown)}; rows: {', '.join(by_name)}")
+    return [by_name[name] for name in names.split(",")]
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help="comma-separated rows (default: all)")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to every row's `cifar-ops run --set` (after the data source)",
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path(".cache/data"))
+    parser.add_argument("--workdir", type=Path, default=Path(".cache/seed-parity"))
+    parser.add_argument("--plan", action="store_true", help="print the commands, train nothing")
+    args = parser.parse_args(argv)
+    rows = select(args.only)
+    sets = data_sets(args.data_dir.resolve()) + args.sets
+    workdir = args.workdir.resolve()
+    if args.plan:
+        for row in rows:
+            print(f"{row.name}: {user_command(row, data_sets(args.data_dir) + args.sets)}")
+        return {}
+    workdir.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        if row.transfer_sets:
+            continue
+        result = run_row(row, sets, workdir)
+        print(json.dumps(result), flush=True)
+        with open(workdir / "results.jsonl", "a") as log:
+            log.write(json.dumps(result) + "\n")
+    results = latest_results(workdir)
+    shown = [row for row in ROWS if row in rows or row.name in results]
+    print(markdown_table(shown, results))
+    command = report_command(workdir, {r.name: results[r.name] for r in shown if r.name in results})
+    if command:
+        print(f"\nAll parity runs on one page:\n  {command}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

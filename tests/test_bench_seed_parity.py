@@ -1,0 +1,127 @@
+"""bench/seed_parity.py runs end to end for two tiny rows on synthetic data (the real rows are
+benchmarks on the shared JPEGs): each row trains through `cifar-ops run` in a child process, the
+table carries every column, the transfer row gives the command for a user with weights, and the
+printed `cifar-ops report` command gives one page with the comparison. No accuracy is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cifar_ops.cli import app
+from cifar_ops.config import load_run_config
+from tests.conftest import REPO
+
+TINY_SETS = [
+    "data.source=synthetic",
+    "data.synthetic_images=240",
+    "data.num_classes=4",
+    "data.image_size=16",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "evaluation.log_predictions=false",
+]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("seed_parity", REPO / "bench/seed_parity.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_row_has_a_config_and_a_seed_figure() -> None:
+    bench = load_bench()
+    for row in bench.ROWS:
+        assert (REPO / row.config).is_file(), row.config
+        assert 0.5 < row.figure < 1
+    transfer = {row.name for row in bench.ROWS if row.transfer_sets}
+    assert transfer == {"mobilenetv2", "efficientnetv2b0_96", "efficientnetv2b0"}
+
+
+@pytest.mark.parametrize(
+    ("seed", "fast"), [("resnet20", "resnet20_fast"), ("resnet_wide", "resnet_wide_fast")]
+)
+def test_compressed_recipes_keep_the_seed_architecture(seed: str, fast: str) -> None:
+    from cifar_ops.models import build_model
+
+    seed_config = load_run_config(REPO / f"jobs/configs/{seed}.yaml")
+    fast_config = load_run_config(REPO / f"jobs/configs/{fast}.yaml")
+    assert fast_config.model == seed_config.model
+    counts = [
+        build_model(c.model, input_shape=(32, 32, 3), num_classes=10).count_params()
+        for c in (seed_config, fast_config)
+    ]
+    assert counts[0] == counts[1]
+    assert fast_config.train.epochs < seed_config.train.epochs
+
+
+def test_unknown_row_is_refused_naming_the_rows() -> None:
+    bench = load_bench()
+    with pytest.raises(SystemExit, match="unknown row.*nope.*simple_cnn"):
+        bench.main(["--only", "nope"])
+
+
+def test_driver_runs_two_rows_and_prints_the_table_and_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = load_bench()
+    workdir = tmp_path / "parity"
+    argv = ["--only", "simple_cnn,conv4_bn,mobilenetv2", "--workdir", str(workdir)]
+    for item in TINY_SETS:
+        argv += ["--set", item]
+    results = bench.main(argv)
+
+    assert set(results) == {"simple_cnn", "conv4_bn"}
+    for result in results.values():
+        assert result["status"] == "succeeded", result
+        assert result["epochs"] == 1
+        assert 0 <= result["test_accuracy"] <= 1
+        assert result["overfitting_gap"] == pytest.approx(
+            result["train_accuracy"] - result["test_accuracy"]
+        )
+        assert result["wall_seconds"] > 0 and result["peak_rss_mib"] > 100  # TensorFlow's child
+    lines = (workdir / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["row"] for line in lines] == ["simple_cnn", "conv4_bn"]
+
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert header == list(bench.COLUMNS)
+    rows = {line.split("|")[1].strip(): line for line in table[2:]}
+    assert set(rows) == {"simple_cnn", "conv4_bn", "mobilenetv2"}
+    simple = [cell.strip() for cell in rows["simple_cnn"].strip("|").split("|")]
+    assert len(simple) == len(bench.COLUMNS)
+    assert simple[3] == "67.47%" and simple[4] == "+17.8"
+    assert simple[9] == "1" and simple[10].endswith(" min") and simple[11].endswith(" MiB")
+    assert bench.NO_WEIGHTS in rows["mobilenetv2"]
+    assert "--set model.weights=imagenet" in rows["mobilenetv2"]
+
+    command = next(line.strip() for line in out.splitlines() if "cifar-ops report" in line)
+    words = shlex.split(command)
+    env, run_ids = words[0], words[3:5]
+    assert run_ids == [results["simple_cnn"]["run_id"], results["conv4_bn"]["run_id"]]
+    monkeypatch.setenv(*env.split("=", 1))
+    page = tmp_path / "parity.html"
+    outcome = CliRunner().invoke(app, ["report", *run_ids, "--details", "0", "-o", str(page)])
+    assert outcome.exit_code == 0, outcome.output
+    found = re.search(
+        r'<script type="application/json" id="report-data">(.*?)</script>', page.read_text(), re.S
+    )
+    assert found, "the page carries its numbers as JSON"
+    comparison = {row["run_id"]: row for row in json.loads(found.group(1))["comparison"]}
+    assert set(comparison) == set(run_ids)
+    for name, result in results.items():
+        row = comparison[result["run_id"]]
+        assert row["test_accuracy"] == pytest.approx(result["test_accuracy"]), name
+        assert row["overfitting_gap"] == pytest.approx(result["overfitting_gap"]), name
+        assert row["param_count"] == result["param_count"], name
