@@ -19,9 +19,12 @@ _USERINFO = re.compile(
     r"(?!//)(?P<password>[^\r\n]*)"
     r"(?P<tail>@[^\s@/'\"?#]*)"
 )
-# ?password=..., &sslpassword=..., ;token=... in a query string.
+# ?password=..., &sslpassword=..., ;token=..., &aws_secret_access_key=..., &sig=... (Azure SAS),
+# &X-Amz-Signature=..., &X-Amz-Credential=... in a query string: any key that names a password,
+# token, secret, signature, credential or key.
 _QUERY_SECRET = re.compile(
-    r"(?P<key>[?&;](?:[\w.\-]*pass(?:word|wd)?|pwd|[\w.\-]*token|[\w.\-]*secret|api_?key)=)"
+    r"(?P<key>[?&;](?:[\w.\-]*(?:pass(?:word|wd)?|pwd|token|secret|signature|credential|key)"
+    r"[\w.\-]*|sig)=)"
     r"(?P<value>[^&;\s'\"#]*)",
     re.IGNORECASE,
 )

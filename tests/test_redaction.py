@@ -22,6 +22,18 @@ LEAKY = [
     ("postgresql://h/db?user=u&password=PW", "postgresql://h/db?user=u&password=***"),
     ("http://gw:PW@pushgateway:9091", "http://gw:***@pushgateway:9091"),
     ("postgresql://u@h/db?password=PW@x", "postgresql://u@h/db?password=***"),
+    ("s3://b/p?aws_secret_access_key=PW", "s3://b/p?aws_secret_access_key=***"),
+    ("s3://b/p?region=eu&secret_key=PW&x=1", "s3://b/p?region=eu&secret_key=***&x=1"),
+    ("s3://b/p?access_key=PW", "s3://b/p?access_key=***"),
+    ("gs://b/p?secret=PW", "gs://b/p?secret=***"),
+    (
+        "https://a.blob.core.windows.net/c?sv=1&sig=PW",
+        "https://a.blob.core.windows.net/c?sv=1&sig=***",
+    ),
+    ("https://h/o?X-Amz-Signature=PW", "https://h/o?X-Amz-Signature=***"),
+    ("https://h/o?signature=PW", "https://h/o?signature=***"),
+    ("https://h/o?token=PW", "https://h/o?token=***"),
+    ("https://h/o?access_token=PW", "https://h/o?access_token=***"),
 ]
 
 
@@ -37,7 +49,14 @@ def test_engine_masked_uses_the_redaction(url: str, shown: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite:///cifar-ops.db", "postgresql://u@h/db", "http://pushgateway:9091", ""]
+    "url",
+    [
+        "sqlite:///cifar-ops.db",
+        "postgresql://u@h/db",
+        "http://pushgateway:9091",
+        "",
+        "s3://b/p?region=eu-west-1&design=1&signal=2",
+    ],
 )
 def test_urls_without_secrets_are_unchanged(url: str) -> None:
     assert redact_url(url) == url == masked(url)
