@@ -39,6 +39,11 @@ class WarehouseError(CifarOpsError):
     exit_code = 4
 
 
+class RunLocked(WarehouseError):
+    """Another live process holds the run's lock: that process owns the run; nothing is wrong
+    with it, so a study worker leaves its trial alone rather than failing or queueing it."""
+
+
 class SubmitError(CifarOpsError):
     """Helm, kubeconfig or the Kubernetes API refused or is missing."""
 

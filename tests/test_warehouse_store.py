@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from cifar_ops.errors import ConfigError, WarehouseError
+from cifar_ops.errors import ConfigError, RunLocked, WarehouseError
 from cifar_ops.warehouse import Store, open_store, synthetic
 from cifar_ops.warehouse.migrate import upgrade_database
 from cifar_ops.warehouse.schema import metadata
@@ -228,6 +228,46 @@ def test_a_run_is_locked_from_start_to_finish(database_url: str) -> None:
     with open_store(database_url) as third:  # closing the store released its run
         third.start_run(start)
         third.finish_run(start.run_id, synthetic.finish())
+
+
+def test_a_refused_run_lock_is_its_own_error(database_url: str) -> None:
+    upgrade_database(database_url)
+    start = synthetic.run_start("refused")
+    with open_store(database_url) as first, open_store(database_url) as second:
+        first.start_run(start)
+        with pytest.raises(RunLocked, match="already running in another process") as refused:
+            second.start_run(start)
+        assert isinstance(refused.value, WarehouseError) and refused.value.exit_code == 4
+
+
+def test_the_run_lock_session_frees_its_lock_within_a_minute_of_a_dead_client(
+    postgres_url: str,
+) -> None:
+    """The server's TCP keepalives on the lock's own session, and libpq's on the client side."""
+    upgrade_database(postgres_url)
+    start = synthetic.run_start("keepalive")
+    with open_store(postgres_url) as store:
+        store.start_run(start)
+        connection = store._locks[start.run_id]._connection  # the lock's own session
+        shown = {
+            name: connection.execute(text(f"SHOW {name}")).scalar_one()
+            for name in (
+                "tcp_keepalives_idle",
+                "tcp_keepalives_interval",
+                "tcp_keepalives_count",
+                "tcp_user_timeout",
+            )
+        }
+        assert shown == {
+            "tcp_keepalives_idle": "30",
+            "tcp_keepalives_interval": "10",
+            "tcp_keepalives_count": "3",
+            "tcp_user_timeout": "60000",
+        }
+        dsn = connection.connection.dbapi_connection.get_dsn_parameters()
+        assert (dsn["keepalives"], dsn["keepalives_idle"]) == ("1", "30")
+        assert (dsn["keepalives_interval"], dsn["keepalives_count"]) == ("10", "3")
+        store.finish_run(start.run_id, synthetic.finish())
 
 
 def test_a_run_id_with_another_config_hash_is_refused_and_left_unlocked(database_url: str) -> None:

@@ -18,6 +18,16 @@ from cifar_ops.errors import WarehouseError
 from cifar_ops.redaction import redact_url
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
+# libpq TCP keepalives on every PostgreSQL connection (a URL's own `keepalives*` win): a session
+# idle for a whole run (the run lock's) notices a vanished server within about a minute, not the
+# OS default of two hours.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 30, 10, 3
+PG_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": KEEPALIVE_IDLE_S,
+    "keepalives_interval": KEEPALIVE_INTERVAL_S,
+    "keepalives_count": KEEPALIVE_COUNT,
+}
 
 
 def masked(url: str) -> str:
@@ -64,7 +74,10 @@ def create_warehouse_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    query = make_url(url).query
+    keepalives = {k: v for k, v in PG_KEEPALIVES.items() if k not in query}
+    connect_args = {**keepalives, **kwargs.pop("connect_args", {})}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -4,7 +4,9 @@ Pods of one run can land on different nodes, so a local lock file is not enough 
 warehouse is PostgreSQL: there the lock is a session-level advisory lock on a connection of its
 own, held from `start_run` to `finish_run` (or `close`). SQLite is one machine by construction, so
 there it is an `flock` on a file beside the database file. Both vanish with the process that holds
-them (PostgreSQL notices the closed connection), so a killed or preempted run can always resume.
+them, so a killed or preempted run can resume. A process that exits closes its connection; one
+whose machine died (node crash, partition) is noticed by TCP keepalives set on the lock's session
+on both ends, so PostgreSQL ends the session and frees the lock within `LOCK_RELEASE_BOUND_S`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,26 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from cifar_ops.errors import WarehouseError
+from cifar_ops.errors import RunLocked, WarehouseError
 from cifar_ops.warehouse import migrate
-from cifar_ops.warehouse.engine import driver_reason
+from cifar_ops.warehouse.engine import (
+    KEEPALIVE_COUNT,
+    KEEPALIVE_IDLE_S,
+    KEEPALIVE_INTERVAL_S,
+    driver_reason,
+)
 
 _SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,64}")
+# The server's TCP keepalives on the lock's session (the client's are the engine's, see
+# `engine.PG_KEEPALIVES`): a holder whose machine vanished is dropped, and its lock freed, after
+# at most idle + interval x count seconds; `tcp_user_timeout` bounds unacknowledged sends too.
+LOCK_RELEASE_BOUND_S = KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPALIVE_COUNT
+_SERVER_KEEPALIVES = (
+    f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE_S}",
+    f"SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_S}",
+    f"SET tcp_keepalives_count = {KEEPALIVE_COUNT}",
+    f"SET tcp_user_timeout = {LOCK_RELEASE_BOUND_S * 1000}",
+)
 
 
 class RunLock(Protocol):
@@ -40,14 +57,15 @@ def lock_key(run_id: str) -> int:
 
 
 def acquire(engine: Engine, run_id: str, where: str) -> RunLock:
-    """Hold the run's lock, or raise a WarehouseError (exit 4) when another process holds it."""
+    """Hold the run's lock, or raise RunLocked (a WarehouseError, exit 4) when another process
+    holds it."""
     if engine.dialect.name == "postgresql":
         held: RunLock | None = _AdvisoryLock.try_acquire(engine, run_id, where)
     else:
         path = lock_path(engine, run_id)
         held = _FileLock.try_acquire(path) if path is not None else _NoLock()
     if held is None:
-        raise WarehouseError(
+        raise RunLocked(
             f"run {run_id} is already running in another process (the warehouse {where} holds "
             "its lock): wait for that process to end, a stopped one frees it, or use a new "
             "--run-id"
@@ -112,6 +130,8 @@ class _AdvisoryLock:
         # keep it after `release` if the unlock failed.
         connection.detach()
         try:
+            for statement in _SERVER_KEEPALIVES:
+                connection.execute(text(statement))
             got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
             locked = bool(got.scalar_one())
         except SQLAlchemyError as exc:
