@@ -11,6 +11,7 @@ import math
 import multiprocessing
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from typer.testing import CliRunner
 from cifar_ops.cli import app
 from cifar_ops.config import SearchConfig, load_config
 from cifar_ops.executors.local import run_locally
-from cifar_ops.search import space, strategy_for, worker
+from cifar_ops.search import space, storage, strategy_for, worker
 from cifar_ops.search.expand import build_trial
 from cifar_ops.search.methods import TrialResult
 from cifar_ops.search.storage import open_storage
@@ -329,3 +330,154 @@ def test_a_pruned_grid_keeps_its_trial_list_and_a_retried_pod_gets_its_own_trial
         assert study.prepare() == 0 and study.ask("job-a/0") is None
     finally:
         study.close()
+
+
+GRID = {"optimizer.learning_rate": [0.01]}  # one listed trial
+
+
+def _grid_study(tmp_path: Path, url: str, name: str, **spec: Any) -> worker.SearchStudy:
+    search = load(write_search(tmp_path, name, {"parameters": GRID, "pruner": "asha", **spec}))
+    with open_store(url) as store:
+        worker.prepare(search, url, store)
+    return worker.SearchStudy(search, url)
+
+
+def test_interruptions_queue_a_trial_again_every_time_without_using_up_its_retries(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    study = _grid_study(tmp_path, sqlite_url, "preempted-often")
+    try:
+        first = study.ask("pod/0")
+        assert first is not None
+        for _ in range(storage.RETRIES + 3):  # more preemptions than stale-heartbeat retries
+            asked = study.ask("pod/0")
+            assert asked is not None and asked.run_id == first.run_id
+            study.requeue(asked)
+            [waiting] = study.study.get_trials(states=(TrialState.WAITING,))
+            assert worker.ATTR_WORKER not in waiting.user_attrs  # any worker may take the copy
+            assert waiting.system_attrs["retry_history"] == []
+            assert waiting.user_attrs["run_id"] == first.run_id
+        study.requeue(first)  # already failed: no second copy
+        assert len(study.study.get_trials(states=(TrialState.WAITING,))) == 1
+    finally:
+        study.close()
+
+
+def test_queued_copies_do_not_count_toward_the_sampling_cap(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    spec = {"method": "tpe", "trials": 2, "parameters": SPACE, "seed": 3}
+    search = load(write_search(tmp_path, "capped", spec))
+    with open_store(sqlite_url) as store:
+        worker.prepare(search, sqlite_url, store)
+    study = worker.SearchStudy(search, sqlite_url)
+    try:
+        asked = study.ask("w")
+        assert asked is not None
+        for _ in range(worker._SAMPLING_CAP * 2):
+            study.requeue(asked)
+            asked = study.ask("w")
+            assert asked is not None and asked.trial.index == 0
+        study.tell(asked, RunStatus.SUCCEEDED, {"val_accuracy": 0.5})
+        second = study.ask("w")  # one index of two is used: the second is still sampled
+        assert second is not None and second.trial.index == 1
+    finally:
+        study.close()
+
+
+def test_a_listed_trial_given_up_after_its_retries_fails_the_worker_and_its_run(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from dataclasses import replace
+
+    from cifar_ops.errors import CifarOpsError
+    from cifar_ops.warehouse import synthetic
+
+    study = _grid_study(tmp_path, sqlite_url, "given-up", heartbeat_seconds=1, grace_seconds=2)
+    search = study.search
+    try:
+        asked = study.ask("gone/0")
+        for attempt in range(storage.RETRIES + 1):  # its worker vanishes every time
+            if attempt:
+                asked = study.ask(f"gone/{attempt}")
+            assert asked is not None and asked.trial.index == 0
+            time.sleep(3.5)  # past the grace on a clock of whole seconds (SQLite)
+            study.fail_stale()
+        assert study.ask("pod/0") is None
+        assert study.lost() == [(0, asked.run_id)]
+    finally:
+        study.close()
+    with open_store(sqlite_url) as store:
+        store.start_run(replace(synthetic.run_start("given-up"), run_id=asked.run_id))
+        store.finish_run(asked.run_id, synthetic.finish(status=RunStatus.PREEMPTED))
+        with pytest.raises(CifarOpsError, match=rf"lost trial\(s\) 0 \(run {asked.run_id}\)"):
+            worker.work(search, sqlite_url, store, executor="local", worker="pod/0", once=True)
+        summary = store.get_run(asked.run_id).summary
+        assert summary.status == "failed" and "stale heartbeat" in (summary.status_reason or "")
+    study = worker.SearchStudy(search, sqlite_url)
+    try:
+        assert study.prepare() == 1 and study.lost() == []  # the search run again queues it
+    finally:
+        study.close()
+
+
+def test_an_ask_that_fails_after_taking_a_trial_queues_it_again_with_a_heartbeat(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = _grid_study(tmp_path, sqlite_url, "ask-fails")
+    try:
+
+        def broken(params: dict[str, Any]) -> dict[str, Any]:
+            raise RuntimeError("the study database went away")
+
+        monkeypatch.setattr(space, "point_of", broken)
+        with pytest.raises(RuntimeError, match="went away"):
+            study.ask("pod/0")
+        monkeypatch.undo()
+        [failed] = study.study.get_trials(states=(TrialState.FAIL,))
+        assert study.storage.get_trial(failed._trial_id).state == TrialState.FAIL
+        assert not study.study.get_trials(states=(TrialState.RUNNING,))  # none left unbeaten
+        again = study.ask("pod/0")
+        assert again is not None and again.trial.index == 0
+    finally:
+        study.close()
+
+
+def test_a_trial_whose_run_another_process_holds_is_left_to_that_process(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from cifar_ops.errors import RunLocked
+    from cifar_ops.records import RunStart
+
+    study = _grid_study(tmp_path, sqlite_url, "held-elsewhere")
+    try:
+        asked = study.ask("pod/0")
+        assert asked is not None
+        config = asked.trial.config
+        with open_store(sqlite_url) as owner, open_store(sqlite_url) as sink:
+            owner.start_run(
+                RunStart(
+                    run_id=asked.run_id,
+                    experiment=config.experiment,
+                    model_name=config.model.name,
+                    config=config.model_dump(mode="json"),
+                    config_hash=config.config_hash(),
+                )
+            )
+            with pytest.raises(RunLocked):
+                worker.train_trial(study, asked, sink, executor="local")
+            assert owner.get_run(asked.run_id).summary.status == "running"
+        [trial] = study.study.get_trials()
+        assert trial.state == TrialState.RUNNING  # not failed, no copy queued
+    finally:
+        study.close()
+
+
+def test_local_worker_names_are_unique_across_hosts_and_containers() -> None:
+    import socket
+
+    from cifar_ops.executors.local import worker_name
+
+    names = {worker_name(0) for _ in range(50)}
+    assert len(names) == 50
+    assert all(socket.gethostname() in name and name.endswith("-0") for name in names)

@@ -224,7 +224,7 @@ def _execute_study(
     processes = [
         context.Process(
             target=_study_worker,
-            args=(search, url, factory, threads, f"local-{os.getpid()}-{n}", results),
+            args=(search, url, factory, threads, worker_name(n), results),
             name=f"cifar-ops-worker-{n}",
         )
         for n in range(parallel)
@@ -246,6 +246,15 @@ def _execute_study(
     if errors:
         raise errors[0]
     return sorted(outcomes, key=lambda outcome: outcome.trial_index or 0)
+
+
+def worker_name(n: int) -> str:
+    """A local study worker's name, unique across hosts and containers sharing one study (where
+    the CLI is often pid 1): `ask` hands a running trial back to the worker of the same name."""
+    import socket
+    import uuid
+
+    return f"local-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}-{n}"
 
 
 def _study_worker(

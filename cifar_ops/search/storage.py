@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     import optuna
 
 OPTUNA_SCHEMA = "optuna"  # PostgreSQL schema of Optuna's tables
-RETRIES = 3  # times a trial whose worker vanished is queued again
+RETRIES = 3  # times a trial whose worker vanished (stale heartbeat) is queued again
+WORKER_ATTR = "worker"  # user attribute naming who asked for a trial; a copy does not inherit it
+GIVEN_UP = "given_up"  # system attribute of the FAIL record left when a trial's retries ran out
 
 
 def study_url(warehouse_url: str) -> tuple[str, dict[str, Any]]:
@@ -58,9 +60,10 @@ def open_storage(
 ) -> optuna.storages.RDBStorage:
     """Optuna's storage for this warehouse. With a heartbeat, a running trial whose worker has
     not beaten for `grace_seconds` is failed by the next worker that asks, and queued again (up to
-    `RETRIES` times) with its parameters, user attributes (its run id) and reported epochs."""
+    `RETRIES` times, `queue_again`) with its parameters, user attributes (its run id) and reported
+    epochs."""
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RDBStorage
 
     url, engine_kwargs = study_url(warehouse_url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -70,9 +73,7 @@ def open_storage(
             beat = {
                 "heartbeat_interval": heartbeat_seconds,
                 "grace_period": grace_seconds or 3 * heartbeat_seconds,
-                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
-                    max_retry=RETRIES, inherit_intermediate_values=True
-                ),
+                "heartbeat_stale_trial_callback": _queue_stale_again,
             }
         try:
             return RDBStorage(
@@ -122,3 +123,41 @@ def fail_stale(study: optuna.Study) -> None:
 
     with quiet_experimental():
         fail_stale_trials(study)
+
+
+def queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, stale: bool) -> bool:
+    """Queue a waiting copy of a failed trial: its parameters, user attributes (run id, index; not
+    the worker's name, so any worker may take it) and reported epochs, as Optuna's
+    `RetryHeartbeatStaleTrialCallback` does. Only a `stale` trial (its worker vanished) uses one
+    of its `RETRIES`; an interruption or infrastructure error does not. When a stale trial has
+    used them up, a FAIL record marked `GIVEN_UP` is added instead and False returned, so the
+    search can say which trial it lost rather than end without it."""
+    import optuna
+    from optuna.trial import TrialState
+
+    history = list(trial.system_attrs.get("retry_history", []))
+    if stale:
+        history.append(trial.number)
+    given_up = len(history) > RETRIES
+    system_attrs = {
+        "failed_trial": trial.number,
+        **trial.system_attrs,
+        "retry_history": history,
+    }
+    if given_up:
+        system_attrs[GIVEN_UP] = True
+    study.add_trial(
+        optuna.create_trial(
+            state=TrialState.FAIL if given_up else TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={k: v for k, v in trial.user_attrs.items() if k != WORKER_ATTR},
+            system_attrs=system_attrs,
+            intermediate_values=trial.intermediate_values,
+        )
+    )
+    return not given_up
+
+
+def _queue_stale_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    queue_again(study, trial, stale=True)

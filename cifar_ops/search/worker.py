@@ -11,8 +11,11 @@ Asking is serialised per study (a PostgreSQL advisory lock, or an flock beside t
 so N workers run exactly the budget, no trial twice. A trial keeps its run id in its user
 attributes: a retried pod (same completion index) takes back its own running trial, and a trial
 whose worker vanished (no heartbeat for the grace period) is failed and queued again with its run
-id, so whoever asks next resumes that run from its checkpoint. A search run again continues its
-study: finished trials stay finished, waiting ones run first, and only the rest is sampled.
+id, so whoever asks next resumes that run from its checkpoint. An interrupted trial (signal,
+infrastructure error) is queued again at once without using up those retries; a listed trial that
+used them all is named by the worker that finds it lost, which fails (exit 1) rather than end the
+search without it. A search run again continues its study: finished trials stay finished, waiting
+ones run first, and only the rest is sampled.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ if TYPE_CHECKING:
 
 ATTR_INDEX = "index"  # user attribute: the trial's index in the search (its run's trial_index)
 ATTR_RUN_ID = "run_id"  # user attribute: the run that trains it; a retry inherits it
-ATTR_WORKER = "worker"  # user attribute: who asked for it (job name and completion index)
-_SAMPLING_CAP = 3  # at most this many times the budget are sampled (failed trials are replaced)
+ATTR_WORKER = storage.WORKER_ATTR  # user attribute: who asked for it (job name and index)
+_SAMPLING_CAP = 3  # at most this many times the budget of indices sampled (failed ones replaced)
 
 
 @dataclass(frozen=True)
@@ -141,27 +144,34 @@ class SearchStudy:
                         return self._resumed(frozen)
             waiting = any(t.state == TrialState.WAITING for t in trials)
             used = sum(t.state != TrialState.FAIL for t in trials)
+            indices = {t.user_attrs.get(ATTR_INDEX) for t in trials} - {None}  # copies share one
             if not waiting and (
                 not self.spec.adaptive
                 or used >= self.budget
-                or len(trials) >= _SAMPLING_CAP * self.budget
+                or len(indices) >= _SAMPLING_CAP * self.budget
             ):
                 return None
             self.study.sampler = space.sampler_for(self.spec, asked=len(trials))
             asked = self.study.ask(self._distributions)
-            attrs = asked.user_attrs
-            index = attrs.get(ATTR_INDEX)
-            if index is None:  # sampled: the next index of the search
-                index = len({t.user_attrs.get(ATTR_INDEX) for t in trials} - {None})
-                asked.set_user_attr(ATTR_INDEX, index)
-            trial = self._trial(int(index), space.point_of(asked.params))
-            run_id = attrs.get(ATTR_RUN_ID) or derive_run_id(
-                self.search.experiment, trial.config.config_hash(), trial.index
-            )
-            asked.set_user_attr(ATTR_RUN_ID, run_id)
-            if worker is not None:
-                asked.set_user_attr(ATTR_WORKER, worker)
-            self.storage.record_heartbeat(asked._trial_id)
+            try:
+                # first: a RUNNING trial without a heartbeat is never found stale
+                self.storage.record_heartbeat(asked._trial_id)
+                attrs = asked.user_attrs
+                index = attrs.get(ATTR_INDEX)
+                if index is None:  # sampled: the next index of the search
+                    index = len(indices)
+                    asked.set_user_attr(ATTR_INDEX, index)
+                trial = self._trial(int(index), space.point_of(asked.params))
+                run_id = attrs.get(ATTR_RUN_ID) or derive_run_id(
+                    self.search.experiment, trial.config.config_hash(), trial.index
+                )
+                asked.set_user_attr(ATTR_RUN_ID, run_id)
+                if worker is not None:
+                    asked.set_user_attr(ATTR_WORKER, worker)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the heartbeat, if written, goes stale
+                    self._requeue(asked._trial_id)
+                raise
         return StudyTrial(trial=trial, run_id=run_id, optuna_trial=asked)
 
     def tell(self, asked: StudyTrial, status: str, metrics: dict[str, float | None]) -> None:
@@ -177,15 +187,39 @@ class SearchStudy:
             self.study.tell(asked.optuna_trial, state=TrialState.FAIL, skip_if_finished=True)
 
     def requeue(self, asked: StudyTrial) -> None:
-        """An interrupted trial (Ctrl-C, SIGTERM): failed now and queued again with its run id,
-        so the search run again resumes it first, without waiting out the heartbeat."""
+        """An interrupted trial (Ctrl-C, SIGTERM, an infrastructure error): failed now and queued
+        again with its run id, so the search run again resumes it first, without waiting out the
+        heartbeat and without using up the retries of a trial whose worker vanished."""
+        with self._locked():
+            self._requeue(asked.optuna_trial._trial_id)
+
+    def _requeue(self, trial_id: int) -> None:
+        """Fail a running trial and queue a copy; one already failed (found stale and queued by
+        another worker) is left as it is. Called under `_locked`, as `fail_stale` is."""
         from optuna.trial import TrialState
 
-        self.study.tell(asked.optuna_trial, state=TrialState.FAIL, skip_if_finished=True)
-        callback = self.storage.get_heartbeat_stale_trial_callback()
-        if callback is not None:
-            with storage.quiet_experimental():
-                callback(self.study, self.storage.get_trial(asked.optuna_trial._trial_id))
+        if self.storage.get_trial(trial_id).state != TrialState.RUNNING:
+            return
+        self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        with storage.quiet_experimental():
+            storage.queue_again(self.study, self.storage.get_trial(trial_id), stale=False)
+
+    def lost(self) -> list[tuple[int, str]]:
+        """(index, run id) of each listed trial given up after `storage.RETRIES` stale
+        heartbeats that nothing has run or queued since; empty for an adaptive search, which
+        samples a replacement."""
+        from optuna.trial import TrialState
+
+        if self.spec.adaptive:
+            return []
+        trials = self.study.get_trials(deepcopy=False)
+        alive = {t.user_attrs.get(ATTR_INDEX) for t in trials if t.state != TrialState.FAIL}
+        given_up = {
+            int(t.user_attrs[ATTR_INDEX]): str(t.user_attrs.get(ATTR_RUN_ID, ""))
+            for t in trials
+            if t.system_attrs.get(storage.GIVEN_UP) and ATTR_INDEX in t.user_attrs
+        }
+        return sorted((i, run_id) for i, run_id in given_up.items() if i not in alive)
 
     def unfinished(self) -> int:
         """Trials running or waiting (a worker with nothing to ask waits while any run: one whose
@@ -310,9 +344,10 @@ def train_trial(
 
     Interrupted (Ctrl-C, SIGTERM) or stopped by an infrastructure error, the trial is queued
     again with its run id, so it resumes from its checkpoint; a bad config, data or model fails
-    it for good. Returns the `runner.RunOutcome`.
+    it for good. Refused because another live process holds the run's lock (`RunLocked`), it is
+    left untold: that process is training it. Returns the `runner.RunOutcome`.
     """
-    from cifar_ops.errors import CifarOpsError, ConfigError, DataError, ModelError
+    from cifar_ops.errors import CifarOpsError, ConfigError, DataError, ModelError, RunLocked
     from cifar_ops.runner import execute
     from cifar_ops.search.pruning import TrialReporter
 
@@ -332,6 +367,8 @@ def train_trial(
     except (ConfigError, DataError, ModelError):
         study.tell(asked, RunStatus.FAILED, {})
         raise
+    except RunLocked:
+        raise  # another live process trains this run: its trial is that process's to tell
     except (KeyboardInterrupt, CifarOpsError):
         study.requeue(asked)
         raise
@@ -365,6 +402,7 @@ def work(
             if asked is None:
                 if not once and wait_for_requeue(study, _poll_seconds(search)):
                     continue
+                _refuse_lost(study, sink)
                 return outcomes
             try:
                 outcomes.append(
@@ -386,6 +424,26 @@ def work(
                 return outcomes
     finally:
         study.close()
+
+
+def _refuse_lost(study: SearchStudy, sink: Any) -> None:
+    """Fail (exit 1) when a listed trial was given up, its run recorded failed with why: the
+    search must not end as if it had run every trial. Running the search again queues it."""
+    from cifar_ops.errors import CifarOpsError
+
+    lost = study.lost()
+    if not lost:
+        return
+    reason = (
+        f"its worker vanished {storage.RETRIES + 1} times (stale heartbeat); run the search "
+        "again to queue it"
+    )
+    for _index, run_id in lost:
+        if run_id and hasattr(sink, "set_status"):
+            with contextlib.suppress(CifarOpsError):  # a run that never started has no row
+                sink.set_status(run_id, RunStatus.FAILED, reason)
+    named = ", ".join(f"{index} (run {run_id})" for index, run_id in lost)
+    raise CifarOpsError(f"search {study.search.experiment!r} lost trial(s) {named}: {reason}")
 
 
 def _poll_seconds(search: SearchConfig) -> float:
