@@ -481,3 +481,37 @@ def test_local_worker_names_are_unique_across_hosts_and_containers() -> None:
     names = {worker_name(0) for _ in range(50)}
     assert len(names) == 50
     assert all(socket.gethostname() in name and name.endswith("-0") for name in names)
+
+
+class FlakyReport:
+    """Wraps a trial's `report`: the study database refuses the first `failures` calls."""
+
+    def __init__(self, report: Any, failures: int) -> None:
+        self.report, self.failures = report, failures
+
+    def __call__(self, value: float, step: int) -> None:
+        from sqlalchemy.exc import OperationalError
+
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("UPDATE trials", {}, Exception("server closed the connection"))
+        self.report(value, step)
+
+
+def test_a_study_database_blip_while_reporting_is_retried_then_requeues_not_fails(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cifar_ops.errors import WarehouseError
+    from cifar_ops.search import pruning
+    from cifar_ops.warehouse import synthetic
+
+    monkeypatch.setattr(pruning, "RETRY_DELAYS_S", (0.0, 0.0))
+    study = optuna.create_study(storage=optuna.storages.RDBStorage(sqlite_url))
+    trial = study.ask()
+    reporter = pruning.TrialReporter(trial, "val_accuracy")
+    trial.report = FlakyReport(trial.report, failures=2)  # type: ignore[method-assign]
+    reporter.on_epoch_record(synthetic.epoch(1))  # two failures, then the retry lands
+    assert study.trials[0].intermediate_values == {1: pytest.approx(0.45)}
+    trial.report = FlakyReport(trial.report, failures=3)  # type: ignore[method-assign]
+    with pytest.raises(WarehouseError, match="failed reporting an epoch 3 times"):
+        reporter.on_epoch_record(synthetic.epoch(2))  # infrastructure: the worker requeues
