@@ -11,6 +11,7 @@ from cifar_ops.kube.jobstate import run_ids_of
 from cifar_ops.kube.naming import training_selector
 from cifar_ops.kube.status import SETTLED, _plain
 from cifar_ops.kube.storage import delete_claims
+from cifar_ops.kube.studyjobs import is_study_job
 
 Propagation = Literal["Foreground", "Background"]
 
@@ -42,11 +43,13 @@ def cancel(
 ) -> CancelResult:
     """Delete every training Job of the experiment; mark its open runs cancelled.
 
-    The pods get SIGTERM (and 30 s) first and their runner records `preempted`; so this waits
-    (up to `wait_seconds`) for the Jobs to be gone before it marks the runs `cancelled`, which
-    then stays. A later submit queues the same run ids again (they resume from their
-    checkpoints), skipping runs that succeeded. `purge` also deletes the experiment's claims (its
-    checkpoints and models on them), which the chart keeps after the release is gone.
+    A study search's runs are the ones its Job's pods registered under the Job's name (its
+    annotation lists workers, not runs). The pods get SIGTERM (and 30 s) first and their
+    runner records `preempted`; so this waits (up to `wait_seconds`) for the Jobs to be gone
+    before it marks the runs `cancelled`, which then stays. A later submit queues the same run
+    ids again (they resume from their checkpoints), skipping runs that succeeded. `purge` also
+    deletes the experiment's claims (its checkpoints and models on them), which the chart keeps
+    after the release is gone.
     """
     jobs = call(
         "list Jobs",
@@ -54,7 +57,7 @@ def cancel(
         cluster.namespace,
         label_selector=training_selector(experiment),
     )
-    deleted, run_ids = [], set()
+    deleted, run_ids, study_jobs = [], set(), set()
     for job in _plain(cluster.api_client, jobs):
         name = job["metadata"]["name"]
         call(
@@ -65,12 +68,16 @@ def cancel(
             body=build_delete_options(propagation),
         )
         deleted.append(name)
-        run_ids.update(run_ids_of(job).values())
+        if is_study_job(job):  # it lists workers: its runs are the ones its pods registered
+            study_jobs.add(name)
+        else:
+            run_ids.update(run_ids_of(job).values())
     with api_errors("wait for the deleted Jobs to go"):
         remaining = wait_until_gone(cluster, deleted, wait_seconds)
     cancelled = []
     for run in store.list_runs(experiment=experiment, limit=None):
-        if run.status not in SETTLED and (run.run_id in run_ids or run.executor == "kubernetes"):
+        ours = run.run_id in run_ids or run.job_name in study_jobs or run.executor == "kubernetes"
+        if run.status not in SETTLED and ours:
             store.set_status(run.run_id, "cancelled", "cancelled by `cifar-ops cancel`")
             cancelled.append(run.run_id)
     purged = delete_claims(cluster, experiment) if purge else []

@@ -2,15 +2,19 @@
 
 A run the warehouse still calls queued or running whose Job index has failed (or passed its
 deadline) is marked failed in the warehouse with the Job's reason: the Job's terminal state is
-the truth, not whether metrics stopped arriving.
+the truth, not whether metrics stopped arriving. A study search's Job lists workers, not runs:
+its rows are the runs its pods registered, each at the index of the pod training it
+(`kube.studyjobs`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cifar_ops import settings
 from cifar_ops.kube.cluster import Cluster, call
 from cifar_ops.kube.jobstate import (
     IndexState,
@@ -20,6 +24,7 @@ from cifar_ops.kube.jobstate import (
     run_ids_of,
 )
 from cifar_ops.kube.naming import LABEL_EXPERIMENT, LABEL_JOB_NAME, training_selector
+from cifar_ops.kube.studyjobs import experiment_of, is_study_job, trial_workers, worker_index
 from cifar_ops.vocabulary import RunStatus
 
 SETTLED = frozenset(
@@ -59,8 +64,10 @@ def build_status_rows(
     pods: list[dict[str, Any]],
     runs: list[Any],
     now: datetime | None = None,
+    workers: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[RunStatusRow]:
-    """Join Jobs and pods (by the run-ids annotation and completion index) with warehouse runs."""
+    """Join Jobs and pods (by the run-ids annotation and completion index) with warehouse runs;
+    a study Job's by its name, at the index `workers` (experiment -> run id -> worker) gives."""
     now = now or datetime.now(UTC)
     by_run = {run.run_id: run for run in runs}
     rows: list[RunStatusRow] = []
@@ -69,6 +76,14 @@ def build_status_rows(
         name = job["metadata"]["name"]
         experiment = (job["metadata"].get("labels") or {}).get(LABEL_EXPERIMENT, "")
         job_pods = [pod for pod in pods if _job_of(pod) == name]
+        if is_study_job(job):
+            study_workers = (workers or {}).get(experiment, {})
+            for run in sorted(runs, key=lambda run: run.trial_index or 0):
+                if run.job_name == name and run.experiment == experiment:
+                    seen.add(run.run_id)
+                    index = worker_index(study_workers.get(run.run_id), name)
+                    rows.append(_study_row(job, job_pods, index, run, now))
+            continue
         for index, run_id in sorted(run_ids_of(job).items()):
             seen.add(run_id)
             pod = latest_pod(job_pods, index)
@@ -80,6 +95,20 @@ def build_status_rows(
             missing = IndexState("missing")
             rows.append(_row(run.run_id, run.experiment, run.job_name, None, missing, None, run))
     return rows
+
+
+def _study_row(
+    job: dict[str, Any], pods: list[dict[str, Any]], index: int | None, run: Any, now: datetime
+) -> RunStatusRow:
+    """A study run at its pod's index; with no pod training it now, at the Job's own state."""
+    name, experiment = job["metadata"]["name"], experiment_of(job)
+    if index is not None:
+        pod = latest_pod(pods, index)
+        state = index_state(job, index, now, pod)
+        return _row(run.run_id, experiment, name, index, state, pod, run)
+    spec = {key: value for key, value in (job.get("spec") or {}).items() if key != "completionMode"}
+    state = index_state({**job, "spec": spec}, 0, now)  # the Job's conditions, deadline, pods
+    return _row(run.run_id, experiment, name, None, state, None, run)
 
 
 def _job_of(pod: dict[str, Any]) -> str | None:
@@ -129,9 +158,22 @@ def reconcile(rows: list[RunStatusRow], store: Any) -> list[RunStatusRow]:
 
 
 def collect_status(
-    cluster: Cluster, experiment: str | None, store: Any, now: datetime | None = None
+    cluster: Cluster,
+    experiment: str | None,
+    store: Any,
+    now: datetime | None = None,
+    database_url: str | None = None,
 ) -> list[RunStatusRow]:
-    """Everything `cifar-ops status` shows, with stale warehouse rows reconciled."""
+    """Everything `cifar-ops status` shows, with stale warehouse rows reconciled. A study Job's
+    pods are matched to runs through the study beside the warehouse at `database_url`
+    (default `CIFAR_OPS_DATABASE_URL`, where `open_store` opens it)."""
     jobs, pods = fetch(cluster, experiment)
     runs = store.list_runs(experiment=experiment, limit=None)
-    return reconcile(build_status_rows(jobs, pods, runs, now), store)
+    workers = study_workers(jobs, database_url or settings.database_url())
+    return reconcile(build_status_rows(jobs, pods, runs, now, workers), store)
+
+
+def study_workers(jobs: list[dict[str, Any]], database_url: str) -> dict[str, dict[str, str]]:
+    """Experiment -> run id -> worker, for each experiment with a study Job among `jobs`."""
+    studies = {experiment_of(job) for job in jobs if is_study_job(job)}
+    return {experiment: trial_workers(database_url, experiment) for experiment in studies}

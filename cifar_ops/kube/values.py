@@ -71,6 +71,12 @@ def derive_run_id(experiment: str, config_hash: str, trial_index: int | None = N
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def study_worker_id(experiment: str, index: int) -> str:
+    """The id a study search's Job lists for completion index `index`: a worker, not a run (the
+    run is the trial the worker asks for, `kube.studyjobs`)."""
+    return derive_run_id(experiment, "study-worker", index)
+
+
 def explicit_run_id(given: str) -> str:
     """A `--run-id` as the warehouse spells ids: 32 lowercase hex digits (a UUID will do)."""
     try:
@@ -141,7 +147,7 @@ def _study_plan(loaded: SearchConfig, chart_values: dict[str, Any]) -> Submissio
 
     runs = [
         PlannedRun(
-            run_id=derive_run_id(loaded.experiment, "study-worker", index),
+            run_id=study_worker_id(loaded.experiment, index),
             config=loaded.run,
             study=loaded,
         )
