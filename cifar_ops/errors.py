@@ -44,6 +44,12 @@ class RunLocked(WarehouseError):
     with it, so a study worker leaves its trial alone rather than failing or queueing it."""
 
 
+class RunLockLost(RunLocked):
+    """The run's lock vanished under it (the warehouse restarted, its session was killed) and
+    another process took it before this one could again: writing on would interleave two
+    processes' rows, so this one stops."""
+
+
 class SubmitError(CifarOpsError):
     """Helm, kubeconfig or the Kubernetes API refused or is missing."""
 

@@ -287,3 +287,82 @@ def test_a_run_id_with_another_config_hash_is_refused_and_left_unlocked(database
         assert summary.status == "succeeded" and summary.epochs_logged == 1
         with open_store(database_url) as elsewhere:  # the refusal kept no lock
             elsewhere.start_run(start)
+
+
+def _kill_lock_session(store: Store, run_id: str, postgres_url: str) -> None:
+    """End the run lock's backend from outside, as a server restart would, and wait until it is
+    gone (its advisory lock with it)."""
+    pid = store._locks[run_id]._connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with open_store(postgres_url) as other, other.engine.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+        for _ in range(500):
+            alive = conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+            ).scalar_one()
+            if not alive:
+                return
+            conn.execute(text("SELECT pg_sleep(0.01)"))
+    raise AssertionError(f"backend {pid} did not end")
+
+
+def _lock_holders(store: Store, run_id: str) -> list[int]:
+    from cifar_ops.warehouse.runlock import lock_key
+
+    key = lock_key(run_id) & (2**64 - 1)
+    with store.engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND objsubid = 1 AND classid = CAST(:h AS oid) AND objid = CAST(:l AS oid)"
+                ),
+                {"h": key >> 32, "l": key & (2**32 - 1)},
+            ).scalars()
+        )
+
+
+def test_a_run_whose_lock_session_was_killed_takes_its_lock_again_before_writing(
+    postgres_url: str,
+) -> None:
+    upgrade_database(postgres_url)
+    start = synthetic.run_start("relocked")
+    with open_store(postgres_url) as store:
+        store.start_run(start)
+        store.log_epoch(start.run_id, synthetic.epoch(1))
+        _kill_lock_session(store, start.run_id, postgres_url)
+        assert _lock_holders(store, start.run_id) == []
+        store.log_epoch(start.run_id, synthetic.epoch(2))
+        connection = store._locks[start.run_id]._connection
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert _lock_holders(store, start.run_id) == [pid]
+        with open_store(postgres_url) as second, pytest.raises(RunLocked):
+            second.start_run(start)
+        store.finish_run(start.run_id, synthetic.finish())
+        assert store.get_run(start.run_id).summary.epochs_logged == 2
+
+
+def test_a_run_whose_lost_lock_another_session_took_stops_without_writing(
+    postgres_url: str,
+) -> None:
+    from cifar_ops.errors import RunLockLost
+    from cifar_ops.warehouse.runlock import lock_key
+
+    upgrade_database(postgres_url)
+    start = synthetic.run_start("stolen")
+    with open_store(postgres_url) as store:
+        store.start_run(start)
+        store.log_epoch(start.run_id, synthetic.epoch(1))
+        _kill_lock_session(store, start.run_id, postgres_url)
+        with open_store(postgres_url) as thief, thief.engine.connect() as taken:
+            key = lock_key(start.run_id)
+            assert taken.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one()
+            with pytest.raises(RunLockLost, match="another process holds it now") as lost:
+                store.log_epoch(start.run_id, synthetic.epoch(2))
+            assert isinstance(lost.value, RunLocked) and lost.value.exit_code == 4
+            with pytest.raises(RunLockLost):
+                store.log_evaluation(start.run_id, synthetic.evaluation(10))
+            with pytest.raises(RunLockLost):
+                store.finish_run(start.run_id, synthetic.finish())
+            summary = store.get_run(start.run_id).summary
+            assert (summary.status, summary.epochs_logged) == ("running", 1)
+            assert counts(store)["evaluations"] == 0

@@ -7,6 +7,10 @@ there it is an `flock` on a file beside the database file. Both vanish with the 
 them, so a killed or preempted run can resume. A process that exits closes its connection; one
 whose machine died (node crash, partition) is noticed by TCP keepalives set on the lock's session
 on both ends, so PostgreSQL ends the session and frees the lock within `LOCK_RELEASE_BOUND_S`.
+
+The advisory lock also vanishes when the server restarts or its backend is killed while the run
+lives on, so the store calls `ensure` before each write: a lock found gone is taken again on a
+new session, or, when another process took it meanwhile, the run stops with `RunLockLost`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from cifar_ops.errors import RunLocked, WarehouseError
+from cifar_ops.errors import RunLocked, RunLockLost, WarehouseError
 from cifar_ops.warehouse import migrate
 from cifar_ops.warehouse.engine import (
     KEEPALIVE_COUNT,
@@ -48,6 +52,10 @@ _SERVER_KEEPALIVES = (
 class RunLock(Protocol):
     def release(self) -> None:
         """Let another process run this id; never raises."""
+
+    def ensure(self) -> None:
+        """Check the lock is still held before a write; take it again if it was lost and nobody
+        else holds it, else raise RunLockLost."""
 
 
 def lock_key(run_id: str) -> int:
@@ -89,6 +97,9 @@ class _NoLock:
     def release(self) -> None:
         return None
 
+    def ensure(self) -> None:
+        return None
+
 
 class _FileLock:
     def __init__(self, fd: int):
@@ -113,11 +124,15 @@ class _FileLock:
         if fd is not None:
             os.close(fd)  # closing the last descriptor drops the flock
 
+    def ensure(self) -> None:
+        return None  # a flock lasts as long as its open descriptor: it cannot be lost under us
+
 
 class _AdvisoryLock:
-    def __init__(self, connection: Connection, key: int):
+    def __init__(self, connection: Connection, key: int, engine: Engine, run_id: str, where: str):
         self._connection: Connection | None = connection
         self._key = key
+        self._engine, self._run_id, self._where = engine, run_id, where
 
     @classmethod
     def try_acquire(cls, engine: Engine, run_id: str, where: str) -> _AdvisoryLock | None:
@@ -145,7 +160,40 @@ class _AdvisoryLock:
         if not locked:
             connection.close()
             return None
-        return cls(connection, key)
+        return cls(connection, key, engine, run_id, where)
+
+    def ensure(self) -> None:
+        if self._holds():
+            return
+        self.release()  # the old session is gone or no longer holds the key: drop it
+        again = _AdvisoryLock.try_acquire(self._engine, self._run_id, self._where)
+        if again is None:
+            raise RunLockLost(
+                f"run {self._run_id} lost its lock in the warehouse {self._where} (the server "
+                "restarted or its session was ended) and another process holds it now: this "
+                "process stops writing the run; that process owns it"
+            )
+        self._connection, again._connection = again._connection, None
+
+    def _holds(self) -> bool:
+        """Whether the lock's own session is alive and holds the key: `pg_locks` shows a bigint
+        advisory key as its high and low 32 bits in classid and objid, with objsubid 1."""
+        connection = self._connection
+        if connection is None:
+            return False
+        key = self._key & (2**64 - 1)
+        try:
+            held = connection.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND pid = pg_backend_pid() AND granted AND objsubid = 1"
+                    " AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid))"
+                ),
+                {"high": key >> 32, "low": key & (2**32 - 1)},
+            ).scalar_one()
+        except SQLAlchemyError:  # a killed backend or a restarted server: its locks are gone
+            return False
+        return bool(held)
 
     def release(self) -> None:
         connection, self._connection = self._connection, None

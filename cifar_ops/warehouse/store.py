@@ -225,6 +225,7 @@ class Store:
     def log_epochs(self, run_id: str, epochs: Sequence[EpochRecord]) -> None:
         """Upsert several epochs at once (a resumed or re-synced run), all or nothing."""
         rows = [{"run_id": run_id, **_epoch_row(e)} for e in epochs]
+        self._ensure_lock(run_id)
         with self._transaction(f"logging epochs of run {run_id}") as conn:
             _require_run(conn, run_id)
             bulk.upsert(conn, epoch_stats, rows)
@@ -232,6 +233,7 @@ class Store:
     def log_evaluation(self, run_id: str, evaluation: EvaluationRecord) -> None:
         """Replace the run's evaluation on this split, in one transaction: all of it or none."""
         split = evaluation.split
+        self._ensure_lock(run_id)
         with self._transaction(f"logging the {split} evaluation of run {run_id}") as conn:
             _require_run(conn, run_id)
             predictions = evaluation.predictions
@@ -271,6 +273,7 @@ class Store:
         for name in HEADLINE_METRICS:
             values[name] = _float(getattr(finish, name))
         try:
+            self._ensure_lock(run_id)
             with self._transaction(f"finishing run {run_id}") as conn:
                 result = conn.execute(
                     update(model_info).where(model_info.c.run_id == run_id).values(**values)
@@ -279,6 +282,12 @@ class Store:
                     raise _unknown_run(run_id, self.url)
         finally:
             self._release(run_id)  # the run is over in this process, written or not
+
+    def _ensure_lock(self, run_id: str) -> None:
+        """Before a write of a run started here: its lock is still ours (see `runlock.ensure`)."""
+        lock = self._locks.get(run_id)
+        if lock is not None:
+            lock.ensure()
 
     def _release(self, run_id: str) -> None:
         lock = self._locks.pop(run_id, None)
