@@ -175,3 +175,77 @@ def test_model_errors_name_the_family_s_keys(tmp_path: Path, model: str, expecte
         load_config(path)
     assert expected in str(info.value)
     assert "vgg10." not in str(info.value) and "mobilenetv2." not in str(info.value)
+
+
+# Computed with the code before resources.gpus counted in the hash: a shipped config, and any
+# config on one replica or with a global batch, must keep these (each a resume and a run id).
+PINNED_HASHES = {
+    "conv4_sgd.yaml": "aeb7cdb515d66ee02a8bbd60ab7faa3211f229523e220420c06be3e10e605b33",
+    "custom_cnn.yaml": "1f55eebac1af355cae410590648d8f1f85411058a59d193d73a808948e61c604",
+    "efficientnetv2b0.yaml": "e9b73f2ae538b7d698342a61f0dc4add0026957373d3c4996957d37fc5f53c7a",
+    "fast.yaml": "b22dc191e0633dcba3b19a7910b6f5eb64ae6ade699f0b0b29cd04e89294de8a",
+    "fast_gpu.yaml": "949c4a536ce8f7ed92e548c958d6298acecd56a25e0b27efb1dfc7c193367c57",
+    "mobilenetv2.yaml": "958735306bc47e95f7c2dce6ac126ef13a381812f6e4eb84cc7f8882c0de3970",
+    "resnet20.yaml": "1a398b647eead95ade4d3387bc22d41318ef7d5e632e8e0a3fbedef42167dff6",
+    "resnet20_fast.yaml": "1c1ea2d04ccd66f80dbf37073081d127807bce7d4249e4e887ba23b466324e94",
+    "resnet_wide.yaml": "710a8e754636fd78e7243be3f129e3fadfb39401d446a105a5becf2223f42f66",
+    "resnet_wide_fast.yaml": "fc3060d454c8e3fde609c2f57a274c15ed44a2e5a1b7fb7a7b2bfc0b1ec82d5b",
+    "simple_cnn.yaml": "649c6e24225909062413d10f7fd070bff244afe7e349ed9d81962cb233b3da54",
+    "vgg10.yaml": "91972f6e04bcc1ee532220c323b2b07e8904a3aa07b0d64b77e64d2494ce7caa",
+}
+GLOBAL_BATCH_ON_4 = ["resources.gpus=4", "train.batch_size_is_global=true"]
+
+
+def test_every_shipped_config_keeps_its_hash_on_one_replica_or_a_global_batch() -> None:
+    shipped = sorted(p.name for p in (REPO / "jobs/configs").glob("*.yaml"))
+    assert shipped == sorted(PINNED_HASHES)
+    for name, pinned in PINNED_HASHES.items():
+        path = REPO / "jobs/configs" / name
+        assert load_run_config(path).config_hash() == pinned, name
+        assert load_run_config(path, ["resources.gpus=0"]).config_hash() == pinned, name
+    fast = REPO / "jobs/configs/fast.yaml"
+    unscaled = [*GLOBAL_BATCH_ON_4, "train.scale_learning_rate=false"]
+    assert load_run_config(fast, unscaled).config_hash() == (
+        "87ec5283a2ac1116bc058bd0d3e3a6c9f382dba15a405b7d20e1cae88a9d9db9"
+    )
+    # a global batch ignores scale_learning_rate (`plan.global_batch`): the count is not hashed
+    on_one = load_run_config(fast, ["train.batch_size_is_global=true"]).config_hash()
+    assert load_run_config(fast, GLOBAL_BATCH_ON_4).config_hash() == on_one
+
+
+@pytest.mark.parametrize("scale", ["true", "false"])
+def test_the_replica_count_is_hashed_where_a_per_replica_batch_makes_it_change_the_math(
+    scale: str,
+) -> None:
+    fast = REPO / "jobs/configs/fast.yaml"
+    hashes = [
+        load_run_config(fast, [f"resources.gpus={g}", f"train.scale_learning_rate={scale}"])
+        for g in (1, 2, 4)
+    ]
+    assert len({config.config_hash() for config in hashes}) == 3
+
+
+def test_a_failed_run_resubmitted_on_more_gpus_is_a_new_run_not_a_hash_mismatch(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from cifar_ops.checkpoints import RunDirectory
+    from cifar_ops.kube.submit import _leave_out_succeeded
+    from cifar_ops.kube.values import build_plan
+
+    fast = REPO / "jobs/configs/fast.yaml"
+    one, two = (load_run_config(fast, [f"resources.gpus={g}"]) for g in (1, 2))
+    [first] = build_plan(one).runs
+    failed = SimpleNamespace(config_hash=one.config_hash(), status="failed")
+    existing = {first.run_id: failed}
+    [again] = _leave_out_succeeded(build_plan(two), existing, str(fast)).runs
+    assert again.run_id != first.run_id  # its own id, run dir and checkpoint
+    # the same id given explicitly is refused before helm, not in the pod
+    with pytest.raises(ConfigError, match="already belongs to a run .* with another config"):
+        _leave_out_succeeded(build_plan(two, run_id=first.run_id), existing, str(fast))
+    # and a run dir started on one GPU names the hash mismatch
+    run_dir = RunDirectory(first.run_id, root=tmp_path)
+    run_dir.create(one, ["a", "b"])
+    with pytest.raises(ConfigError, match="was started with config hash"):
+        run_dir.check(two)

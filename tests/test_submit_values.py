@@ -156,8 +156,11 @@ def test_names_follow_what_changes(cli_runner: CliRunner) -> None:
 
     job, runs = job_and_runs()
     # a pod-template change (resources are not hashed) is a new Job, the same run
-    more_gpus, same_runs = job_and_runs("--set", "resources.gpus=2")
-    assert more_gpus != job and same_runs == runs
+    more_cpu, same_runs = job_and_runs("--set", "resources.cpu=8")
+    assert more_cpu != job and same_runs == runs
+    # but more GPUs with a per-replica batch train a larger global batch: another run
+    _, more_gpus_runs = job_and_runs("--set", "resources.gpus=2")
+    assert more_gpus_runs != runs
     # another recipe is another run
     _, other_runs = job_and_runs("--set", "seed=7")
     assert other_runs != runs

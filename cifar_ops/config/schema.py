@@ -411,7 +411,8 @@ class ResourcesConfig(Strict):
     backoff_limit: NonNegativeInt = 3
 
 
-# Sections that say where or how a run is watched, not what it computes: left out of the hash.
+# Sections that say where or how a run is watched, not what it computes: left out of the hash
+# (but for `resources.gpus` where it changes the math, hashed as "replicas": see `dump_hash`).
 _UNHASHED = {"experiment", "description", "monitoring", "executor", "resources"}
 # Keys added after runs were recorded, with the value that computes what those runs computed:
 # hashed only when set to something else, so an older config keeps its hash (and its resume).
@@ -469,6 +470,17 @@ def dump_hash(dump: dict[str, Any]) -> str:
         part = payload.get(section)
         if isinstance(part, dict) and key in part and part[key] == unchanged:
             payload[section] = {k: v for k, v in part.items() if k != key}
+    # Over N > 1 replicas a per-replica batch makes the global batch N x batch_size (and, with
+    # scale_learning_rate, the rates N x the written ones): N is then part of what is computed.
+    # A global batch is split N ways with the rates as written whatever scale_learning_rate says
+    # (`plan.global_batch`), so there, as on one replica, the hash stays as it was before gpus
+    # counted. It is the configured count: CIFAR_OPS_REPLICAS, or fewer visible GPUs, are caught
+    # on resume by the global batch the run dir recorded (`RunDir.check`).
+    resources, train = dump.get("resources"), dump.get("train")
+    gpus = resources.get("gpus", 1) if isinstance(resources, dict) else 1
+    per_replica = not (isinstance(train, dict) and train.get("batch_size_is_global", False))
+    if isinstance(gpus, int) and gpus > 1 and per_replica:
+        payload["replicas"] = gpus
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
