@@ -37,6 +37,17 @@ def redact_url(url: str) -> str:
     return _USERINFO.sub(_hide_password, text)
 
 
+def redact_text(text: str) -> str:
+    """Free text (an error message, a tool's stderr) with every URL's secrets hidden.
+
+    Word by word, so the prose around a URL survives (`redact_url` over a whole line masks all
+    from the line's first `word:` to the URL's `@`); a `user:password@` still spanning words (a
+    password with a space) is then masked over the line as `redact_url` masks it.
+    """
+    words = "".join(redact_url(word) for word in re.split(r"(\s+)", text))
+    return _USERINFO.sub(_hide_unmasked_password, words)
+
+
 def has_credentials(url: str) -> bool:
     """Whether `url` carries a user, a password or a query-string secret."""
     try:
@@ -54,3 +65,9 @@ def without_userinfo(url: str) -> str:
 
 def _hide_password(match: re.Match[str]) -> str:
     return match.group("head") + MASK + match.group("tail")
+
+
+def _hide_unmasked_password(match: re.Match[str]) -> str:
+    if match.group("password").endswith(MASK):  # a URL `redact_url` masked already
+        return match.group(0)
+    return _hide_password(match)

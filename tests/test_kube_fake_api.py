@@ -495,3 +495,24 @@ async def test_an_explicit_run_id_held_by_another_config_is_refused(kmock: Any, 
     assert f"run id {plan.runs[0].run_id} already belongs to a run of 'vgg10'" in result.output
     assert not helm_called(kmock)
     assert len(env.list_runs(experiment="vgg10", limit=None)) == 1
+
+
+async def test_helm_stderr_quoting_a_url_is_stored_and_shown_redacted(
+    kmock: Any, env: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cifar_ops.errors import SubmitError
+
+    def refuse(release: str, *args: Any) -> str:
+        raise SubmitError(
+            f"`helm upgrade --install {release}` failed: Error: pulling "
+            "https://chartuser:hunter2@charts.example/cifar-ops-1.0.tgz: 401"
+        )
+
+    monkeypatch.setattr(helm, "upgrade_install", refuse)
+    result = await invoke("submit", "--config", str(REPO / "jobs/configs/vgg10.yaml"))
+    assert result.exit_code == 5, result.output
+    assert "hunter2" not in result.output
+    assert "Error: pulling https://chartuser:***@charts.example/cifar-ops-1.0.tgz" in result.output
+    (run,) = env.list_runs(experiment="vgg10", limit=None)
+    assert run.status == "failed" and "hunter2" not in (run.status_reason or "")
+    assert "pulling https://chartuser:***@charts.example/" in (run.status_reason or "")

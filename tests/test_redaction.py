@@ -82,3 +82,62 @@ def test_an_unescaped_at_in_the_password_is_refused_before_the_driver_sees_it() 
 
 def test_a_sqlite_path_may_hold_at_signs() -> None:
     assert dialect_of("sqlite:////data/a@b/runs@1.db") == "sqlite"
+
+
+LEAKED_ERROR = (
+    "Error: looking up https://chartuser:hunter2@charts.example/index.yaml and "
+    "https://b.blob.core.windows.net/c?sv=1&sig=s1gn3d: 401"
+)
+
+SHOWN_ERROR = (
+    "Error: looking up https://chartuser:***@charts.example/index.yaml and "
+    "https://b.blob.core.windows.net/c?sv=1&sig=*** 401"  # the signature's value ran to the space
+)
+
+
+def test_redact_text_keeps_the_prose_around_a_url() -> None:
+    from cifar_ops.redaction import redact_text
+
+    assert redact_text(LEAKED_ERROR) == SHOWN_ERROR
+    # whole, the text loses everything from "Error:" to the URL's @
+    assert redact_url(LEAKED_ERROR).startswith("Error:***@charts.example")
+    spaced = "failed: postgresql://u:pass word@h/db refused"  # a password with a space
+    assert "pass" not in redact_text(spaced) and "word" not in redact_text(spaced)
+    assert redact_text("ok\n  two  lines\t") == "ok\n  two  lines\t"
+
+
+def test_an_optuna_storage_error_quoting_a_url_is_redacted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    import optuna.storages
+
+    from cifar_ops.search.storage import open_storage
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(LEAKED_ERROR)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refuse)
+    with pytest.raises(WarehouseError) as refused:
+        open_storage(f"sqlite:///{tmp_path / 'w.db'}")
+    message = str(refused.value)
+    assert "hunter2" not in message and "s1gn3d" not in message
+    assert "looking up https://chartuser:***@charts.example/index.yaml and" in message
+    assert "sig=***" in message
+
+
+def test_stored_status_reasons_are_redacted(sqlite_url: str) -> None:
+    from dataclasses import replace
+
+    from cifar_ops.warehouse import open_store, synthetic
+
+    start = synthetic.run_start("leaky")
+    with open_store(sqlite_url) as store:
+        store.register_queued([start])
+        store.set_status(start.run_id, "failed", f"submit failed: {LEAKED_ERROR}")
+        reason = store.get_run(start.run_id).summary.status_reason or ""
+        assert "hunter2" not in reason and "s1gn3d" not in reason
+        assert reason == f"submit failed: {SHOWN_ERROR}"
+        store.start_run(start)
+        store.finish_run(start.run_id, replace(synthetic.finish(), reason=LEAKED_ERROR))
+        reason = store.get_run(start.run_id).summary.status_reason or ""
+        assert reason == SHOWN_ERROR

@@ -18,6 +18,7 @@ from cifar_ops.kube.values import (
     build_values,
     explicit_run_id,
 )
+from cifar_ops.redaction import redact_text
 from cifar_ops.search import register
 from cifar_ops.vocabulary import RunStatus
 
@@ -123,9 +124,10 @@ def submit_loaded(
     try:
         output = helm.upgrade_install(plan.release, values, namespace)
     except CifarOpsError as exc:
+        reason = redact_text(str(exc))  # helm's stderr can quote a repository or server URL
         for run in plan.runs:
-            store.set_status(run.run_id, "failed", f"submit failed: {exc}")
-        raise SubmitError(str(exc)) from None
+            store.set_status(run.run_id, "failed", f"submit failed: {reason}")
+        raise SubmitError(reason) from None
     return SubmitResult(
         plan=plan,
         namespace=namespace or cluster.kubeconfig_namespace(),

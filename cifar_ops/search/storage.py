@@ -80,10 +80,11 @@ def open_storage(
                 url, engine_kwargs=engine_kwargs, skip_table_creation=not create, **beat
             )
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy or Optuna's version check
-            from cifar_ops.redaction import redact_url
+            from cifar_ops.redaction import redact_text, redact_url
 
             raise WarehouseError(
-                f"cannot open the Optuna study storage at {redact_url(url)}: {exc} "
+                f"cannot open the Optuna study storage at {redact_url(url)}: "
+                f"{redact_text(str(exc))} "
                 "(run `cifar-ops db upgrade`)"
             ) from None
 

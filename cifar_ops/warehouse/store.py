@@ -41,6 +41,7 @@ from cifar_ops.records import (
     RunFinish,
     RunStart,
 )
+from cifar_ops.redaction import redact_text
 from cifar_ops.warehouse import bulk, migrate, runids, runlock
 from cifar_ops.warehouse.engine import create_warehouse_engine, driver_reason, masked
 from cifar_ops.warehouse.results import (
@@ -263,7 +264,7 @@ class Store:
             )
         values: dict[str, Any] = {
             "status": finish.status,
-            "status_reason": finish.reason,
+            "status_reason": _reason(finish.reason),
             "finished_at": finish.finished_at or _now(),
             "best_epoch": finish.best_epoch,
             "pruned_epoch": finish.pruned_epoch,
@@ -298,7 +299,7 @@ class Store:
         """Set a run's status from outside the run (the Job's terminal state, a cancel)."""
         if status not in RUN_STATUSES:
             raise WarehouseError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
-        values: dict[str, Any] = {"status": status, "status_reason": reason}
+        values: dict[str, Any] = {"status": status, "status_reason": _reason(reason)}
         if status in TERMINAL_STATUSES:
             values["finished_at"] = func.coalesce(model_info.c.finished_at, _now())
         elif status == "running":
@@ -455,6 +456,12 @@ class Store:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _reason(reason: str | None) -> str | None:
+    """A status reason as stored: often an error's text (helm's stderr, a driver's message),
+    which can quote a URL with its password or a signed query, and is shown to every reader."""
+    return redact_text(reason) if reason else reason
 
 
 def _float(value: float | None) -> float | None:
