@@ -317,12 +317,16 @@ def test_a_pruned_grid_keeps_its_trial_list_and_a_retried_pod_gets_its_own_trial
     study = worker.SearchStudy(search, sqlite_url)
     try:
         assert study.prepare() == 0  # already enqueued: a search run again adds nothing
+        # queued in the search seed's shuffled order, each the listed trial itself (same index,
+        # same hash): an asynchronous pruner should not meet the grid sorted by one parameter
+        order = [index for index, _ in study._enqueue_order()]
+        assert sorted(order) == [t.index for t in search.trials]
         first = study.ask("job-a/0")
-        assert first is not None and first.trial is search.trials[0]  # the listed trial itself
+        assert first is not None and first.trial is search.trials[order[0]]
         again = study.ask("job-a/0")  # the same completion index, retried: its own trial back
         assert again is not None and (again.number, again.run_id) == (first.number, first.run_id)
         others = [study.ask(f"job-a/{i}") for i in (1, 2, 3)]
-        assert [o.trial for o in others if o] == search.trials[1:]  # grid order, same hashes
+        assert [o.trial for o in others if o] == [search.trials[i] for i in order[1:]]
         assert study.ask("job-a/4") is None  # the grid is spent
         for asked in (first, *others):
             assert asked is not None
@@ -330,6 +334,36 @@ def test_a_pruned_grid_keeps_its_trial_list_and_a_retried_pod_gets_its_own_trial
         assert study.prepare() == 0 and study.ask("job-a/0") is None
     finally:
         study.close()
+
+
+def test_a_pruned_grid_is_queued_in_a_seeded_shuffle_and_an_unpruned_one_in_order(
+    tmp_path: Path,
+) -> None:
+    grid = {
+        "optimizer.learning_rate": [0.01, 0.02, 0.05, 0.1, 0.2, 0.4],
+        "model.dense_units": [8, 16, 32],
+    }
+    orders = {}
+    for name, spec in {
+        "plain": {},
+        "asha-0": {"pruner": "asha"},
+        "asha-0-again": {"pruner": "asha"},
+        "asha-7": {"pruner": "asha", "seed": 7},
+    }.items():
+        search = load(write_search(tmp_path, name, {"parameters": grid, **spec}))
+        url = f"sqlite:///{tmp_path / name}.db"
+        with open_store(url) as store:
+            worker.prepare(search, url, store)
+        study = worker.SearchStudy(search, url)
+        try:
+            asked = [study.ask(f"w/{i}") for i in range(len(search.trials))]
+        finally:
+            study.close()
+        orders[name] = [a.trial.index for a in asked if a]
+        assert sorted(orders[name]) == list(range(18))  # every point once, none twice
+    assert orders["plain"] == list(range(18))
+    assert orders["asha-0"] == orders["asha-0-again"] != orders["plain"]  # seeded: repeatable
+    assert orders["asha-7"] != orders["asha-0"]
 
 
 GRID = {"optimizer.learning_rate": [0.01]}  # one listed trial

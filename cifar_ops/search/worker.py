@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,7 @@ from sqlalchemy import text
 from cifar_ops.config.schema import SearchConfig, Trial
 from cifar_ops.search import space, storage
 from cifar_ops.search.expand import build_trial
-from cifar_ops.vocabulary import RunStatus
+from cifar_ops.vocabulary import RunStatus, SearchPruner
 
 if TYPE_CHECKING:
     import optuna
@@ -116,7 +117,7 @@ class SearchStudy:
                 for t in self.study.get_trials(deepcopy=False)
                 if t.state != TrialState.FAIL
             }
-            for index, trial in self._listed.items():
+            for index, trial in self._enqueue_order():
                 if index in held or trial.config.config_hash() in done:
                     continue
                 self.study.enqueue_trial(
@@ -124,6 +125,16 @@ class SearchStudy:
                 )
                 enqueued += 1
         return enqueued
+
+    def _enqueue_order(self) -> list[tuple[int, Trial]]:
+        """The listed trials in the order they are queued. Pruned: shuffled with the search's
+        seed, since an asynchronous pruner judges each trial against those before it, and a grid
+        in listed order (one rate rising trial by trial) makes each newcomer look promotable.
+        Trial indices, run ids and config hashes stay those of the listed order."""
+        listed = sorted(self._listed.items())
+        if self.spec.pruner != SearchPruner.NONE:
+            random.Random(self.spec.seed).shuffle(listed)
+        return listed
 
     def ask(self, worker: str | None = None) -> StudyTrial | None:
         """The next trial for this worker; None when the budget is spent and nothing waits.
