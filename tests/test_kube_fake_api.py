@@ -19,7 +19,12 @@ from typer.testing import CliRunner
 from cifar_ops.cli import app
 from cifar_ops.config import load_config
 from cifar_ops.kube import helm
-from cifar_ops.kube.naming import release_selector, storage_selector, training_selector
+from cifar_ops.kube.naming import (
+    release_selector,
+    scoring_selector,
+    storage_selector,
+    training_selector,
+)
 from cifar_ops.kube.values import SubmissionPlan, build_plan, build_run_starts, build_values
 from cifar_ops.warehouse.store import Store, open_store
 from tests.conftest import REPO
@@ -516,3 +521,67 @@ async def test_helm_stderr_quoting_a_url_is_stored_and_shown_redacted(
     (run,) = env.list_runs(experiment="vgg10", limit=None)
     assert run.status == "failed" and "hunter2" not in (run.status_reason or "")
     assert "pulling https://chartuser:***@charts.example/" in (run.status_reason or "")
+
+
+def scoring_job(fake: Any, model: str, status: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A scoring Job as `submit --score` renders it, seeded into the fake with `status`."""
+    from cifar_ops.kube.score import ScoringPlan, build_score_values
+    from cifar_ops.scoring.run import ScoringRequest
+
+    plan = ScoringPlan(ScoringRequest(model, "s3://ml-bucket/incoming/"))
+    docs = yaml.safe_load_all(helm.template(plan.release, build_score_values(plan), NAMESPACE))
+    (job,) = [d for d in docs if d and d["kind"] == "Job"]
+    job["metadata"]["namespace"] = NAMESPACE
+    add_job(fake, job, status)
+    return plan, job
+
+
+async def test_status_lists_the_scoring_jobs_beside_the_runs(kmock: Any, env: Store) -> None:
+    runs, job = submitted(env, REPO / "jobs/configs/vgg10.yaml")
+    add_job(kmock, job, {"active": 1})
+    running, scoring = scoring_job(kmock, "models:/cifar/1", {"active": 1})
+    add_pod(kmock, scoring, 0, "Running", "2030-01-01T00:00:01Z")
+    failed, _ = scoring_job(
+        kmock,
+        "models:/cifar/2",
+        {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]},
+    )
+
+    result = await invoke("status", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert [row["run_id"] for row in payload["runs"]] == [runs.runs[0].run_id]
+    shown = sorted(payload["scorings"], key=lambda row: row["job_name"] != running.job_name)
+    assert shown == [
+        {
+            "kind": "score",
+            "name": running.name,
+            "job_name": running.job_name,
+            "state": "running",
+            "pod": "Running",
+            "reason": None,
+        },
+        {
+            "kind": "score",
+            "name": failed.name,
+            "job_name": failed.job_name,
+            "state": "failed",
+            "pod": "-",
+            "reason": "BackoffLimitExceeded",
+        },
+    ]
+    scoring_calls = [
+        call
+        for call in requests(kmock, "GET", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")
+        if call.params["labelSelector"] == scoring_selector()
+    ]
+    assert len(scoring_calls) == 1
+
+    result = await invoke("status")  # a table of its own
+    assert result.exit_code == 0, result.output
+    assert running.name in result.output and failed.name in result.output
+    assert f"{failed.name}: BackoffLimitExceeded" in result.output
+
+    result = await invoke("status", "vgg10", "--json")  # a scoring is in no experiment
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["scorings"] is None

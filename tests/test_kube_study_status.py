@@ -19,7 +19,7 @@ from cifar_ops.search import worker
 from cifar_ops.vocabulary import ExecutorKind
 from cifar_ops.warehouse.store import Store
 from tests.test_kube_entrypoint import TINY, TPE_SEARCH
-from tests.test_kube_fake_api import NAMESPACE, add_job, add_pod, env, invoke
+from tests.test_kube_fake_api import NAMESPACE, PODS, add_job, add_pod, env, invoke, requests
 
 pytestmark = pytest.mark.asyncio
 __all__ = ["env"]  # the fake API and warehouse fixture
@@ -143,3 +143,28 @@ async def test_cancel_marks_a_study_jobs_unfinished_runs_cancelled(
     assert sorted(payload["cancelled_runs"]) == sorted(t.run_id for t in asked[1:])
     statuses = {run.run_id: run.status for run in env.list_runs(limit=None)}
     assert [statuses[trial.run_id] for trial in asked] == ["succeeded", "cancelled", "cancelled"]
+
+
+async def test_logs_finds_a_study_trials_pod_through_its_worker(
+    kmock: Any, env: Store, tmp_path: Path, sqlite_url: str
+) -> None:
+    """The Job's annotation names workers; the study's `worker` attribute names the trial's pod."""
+    plan, job, asked = study_search(env, tmp_path, sqlite_url)
+    add_job(kmock, job, {"startTime": "2030-01-01T00:00:00Z", "active": 2})
+    add_pod(kmock, job, 1, "Running", "2030-01-01T00:00:01Z")
+    trainer = add_pod(kmock, job, 2, "Running", "2030-01-01T00:00:02Z")
+    log = kmock["get", PODS, kmock.subresource("log")]
+    log << kmock.headers({"Content-Type": "text/plain"}) << (b"trial 2, epoch 1\n",)
+
+    result = await invoke("logs", asked[2].run_id[:10])
+    assert result.exit_code == 0, result.output
+    assert result.output == "trial 2, epoch 1\n"
+    (log_call,) = requests(kmock, "GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{trainer}/log")
+    assert log_call.params["container"] == "trainer"
+    (pods_call,) = requests(kmock, "GET", f"/api/v1/namespaces/{NAMESPACE}/pods")
+    assert pods_call.params["labelSelector"] == (
+        f"batch.kubernetes.io/job-name={plan.job_name},batch.kubernetes.io/job-completion-index=2"
+    )
+
+    result = await invoke("logs", "f" * 12)  # neither a Job's id nor a study's run
+    assert result.exit_code == 5 and "no Job in namespace ml runs" in result.output

@@ -198,15 +198,17 @@ def status(
     namespace: str | None = NAMESPACE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Job and pod state joined with the warehouse's run status, and the claims the runs keep."""
+    """Job and pod state joined with the warehouse's run status, and the claims the runs keep;
+    without an experiment, the scoring Jobs (`submit --score`) too."""
     from cifar_ops.errors import SubmitError
     from cifar_ops.kube.cluster import connect
-    from cifar_ops.kube.status import collect_status
+    from cifar_ops.kube.status import collect_scorings, collect_status
     from cifar_ops.kube.storage import list_claims
     from cifar_ops.warehouse.store import open_store
 
     cluster = connect(namespace)
     rows = collect_status(cluster, experiment, open_store())
+    scorings = collect_scorings(cluster) if experiment is None else None  # in no experiment
     try:  # the runs are the answer; claims a reader may not be allowed to list are an extra
         claims, unlisted = list_claims(cluster, experiment), None
     except SubmitError as exc:
@@ -216,14 +218,16 @@ def status(
             {
                 "namespace": cluster.namespace,
                 "runs": [row.__dict__ for row in rows],
+                "scorings": None if scorings is None else [row.__dict__ for row in scorings],
                 "claims": None if unlisted else [claim.__dict__ for claim in claims],
             }
         )
         return
-    if not rows:
+    if not rows and not scorings:
         console.print(f"no runs on the cluster (namespace {cluster.namespace}) or in the warehouse")
-    else:
+    elif rows:
         print_runs(rows)
+    print_scorings(scorings or [])
     print_claims(claims)
     if unlisted:
         console.print(Text(f"claims not listed: {unlisted}"))
@@ -250,6 +254,19 @@ def print_runs(rows: list[Any]) -> None:
         if row.reason and row.status == "failed":
             marked = " (* marked failed in the warehouse)" if row.reconciled else ""
             console.print(f"{row.run_id[:12]}: {row.reason}{marked}", soft_wrap=True)
+
+
+def print_scorings(rows: list[Any]) -> None:
+    """The scoring Jobs: Kubernetes' state only (their rows in the warehouse are the scores)."""
+    if not rows:
+        return
+    table = Table("kind", "name", "job", "state", "pod")
+    for row in rows:
+        table.add_row(row.kind, row.name, row.job_name, row.state, row.pod)
+    console.print(table)
+    for row in rows:
+        if row.reason and row.state == "failed":
+            console.print(f"{row.name}: {row.reason}", soft_wrap=True)
 
 
 SHORT_ACCESS_MODES = {  # as kubectl shows them

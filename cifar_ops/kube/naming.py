@@ -12,6 +12,7 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_INSTANCE = "app.kubernetes.io/instance"  # the Helm release
 LABEL_EXPERIMENT = "cifar-ops/experiment"
 LABEL_RUN_ID = "cifar-ops/run-id"
+LABEL_SCORING = "cifar-ops/scoring"  # a scoring Job's name (`kube.score.ScoringPlan.name`)
 LABEL_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 LABEL_JOB_NAME = "batch.kubernetes.io/job-name"
 ANNOTATION_RUN_IDS = "cifar-ops/run-ids"
@@ -37,6 +38,11 @@ def training_selector(experiment: str | None = None) -> str:
     if experiment:
         parts.append(f"{LABEL_EXPERIMENT}={experiment}")
     return ",".join(parts)
+
+
+def scoring_selector() -> str:
+    """Label selector of every scoring Job and pod (`submit --score`): they have no experiment."""
+    return f"{LABEL_NAME}={CHART_NAME},{LABEL_COMPONENT}=scoring"
 
 
 def storage_selector(experiment: str | None = None) -> str:

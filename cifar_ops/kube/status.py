@@ -4,7 +4,8 @@ A run the warehouse still calls queued or running whose Job index has failed (or
 deadline) is marked failed in the warehouse with the Job's reason: the Job's terminal state is
 the truth, not whether metrics stopped arriving. A study search's Job lists workers, not runs:
 its rows are the runs its pods registered, each at the index of the pod training it
-(`kube.studyjobs`).
+(`kube.studyjobs`). Without an experiment, the scoring Jobs (`submit --score`) are listed too:
+they belong to none.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ from cifar_ops.kube.jobstate import (
     pod_summary,
     run_ids_of,
 )
-from cifar_ops.kube.naming import LABEL_EXPERIMENT, LABEL_JOB_NAME, training_selector
+from cifar_ops.kube.naming import (
+    LABEL_EXPERIMENT,
+    LABEL_JOB_NAME,
+    LABEL_SCORING,
+    scoring_selector,
+    training_selector,
+)
 from cifar_ops.kube.studyjobs import experiment_of, is_study_job, trial_workers, worker_index
 from cifar_ops.vocabulary import RunStatus
 
-SETTLED = frozenset(
-    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED}
-)
+SETTLED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED})
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,18 @@ class RunStatusRow:
     status: str  # what the run is, all told
     reason: str | None = None
     reconciled: bool = False  # the warehouse was just updated to `status`
+
+
+@dataclass(frozen=True)
+class ScoreStatusRow:
+    """A scoring Job (one pod): no run, no warehouse status, only what Kubernetes says."""
+
+    name: str  # the scoring's name, `score-<digest>`
+    job_name: str
+    state: str  # pending | running | succeeded | failed
+    pod: str
+    reason: str | None = None
+    kind: str = "score"
 
 
 def _plain(api_client: Any, objects: Any) -> list[dict[str, Any]]:
@@ -171,6 +188,36 @@ def collect_status(
     runs = store.list_runs(experiment=experiment, limit=None)
     workers = study_workers(jobs, database_url or settings.database_url())
     return reconcile(build_status_rows(jobs, pods, runs, now, workers), store)
+
+
+def collect_scorings(cluster: Cluster, now: datetime | None = None) -> list[ScoreStatusRow]:
+    """Every scoring Job in the namespace with its state and its newest pod's."""
+    selector, namespace = scoring_selector(), cluster.namespace
+    jobs = call(
+        "list scoring Jobs",
+        cluster.batch.list_namespaced_job,
+        namespace,
+        label_selector=selector,
+    )
+    pods = call(
+        "list scoring pods", cluster.core.list_namespaced_pod, namespace, label_selector=selector
+    )
+    return build_score_rows(_plain(cluster.api_client, jobs), _plain(cluster.api_client, pods), now)
+
+
+def build_score_rows(
+    jobs: list[dict[str, Any]], pods: list[dict[str, Any]], now: datetime | None = None
+) -> list[ScoreStatusRow]:
+    now = now or datetime.now(UTC)
+    rows = []
+    for job in jobs:
+        name = job["metadata"]["name"]
+        pod = latest_pod([pod for pod in pods if _job_of(pod) == name], 0)
+        state = index_state(job, 0, now, pod)
+        labels = job["metadata"].get("labels") or {}
+        scoring = labels.get(LABEL_SCORING, "")
+        rows.append(ScoreStatusRow(scoring, name, state.state, pod_summary(pod), state.reason))
+    return sorted(rows, key=lambda row: (row.name, row.job_name))
 
 
 def study_workers(jobs: list[dict[str, Any]], database_url: str) -> dict[str, dict[str, str]]:
