@@ -135,11 +135,11 @@ def execute(
         except KeyboardInterrupt as exc:
             status = "preempted"
             reason = "SIGTERM" if isinstance(exc, Preempted) else "interrupted"
-            _finish_quietly(sink, run_id, RunFinish(status="preempted", reason=reason))
+            _finish_quietly(sink, run_id, RunFinish(status=RunStatus.PREEMPTED, reason=reason))
             raise
         except BaseException as exc:
             reason = f"{type(exc).__name__}: {exc}"[:2000]
-            _finish_quietly(sink, run_id, RunFinish(status="failed", reason=reason))
+            _finish_quietly(sink, run_id, RunFinish(status=RunStatus.FAILED, reason=reason))
             raise
         finally:
             if monitor is not None:
@@ -170,7 +170,7 @@ def _train_and_evaluate(
     if result.diverged:
         last = result.history[-1]
         finish = RunFinish(
-            status="failed",
+            status=RunStatus.FAILED,
             reason=f"loss became {last.loss} at epoch {last.epoch}; lower the learning rate",
             best_epoch=result.best_epoch,
             param_count=start.param_count,
@@ -221,7 +221,7 @@ def _train_and_evaluate(
     run_dir.save_model(model)
     sink.log_evaluation(start.run_id, record)
     finish = RunFinish(
-        status="succeeded",
+        status=RunStatus.SUCCEEDED,
         reason=_train_sample_note(len(sampled), len(dataset.train)),
         best_epoch=result.best_epoch,
         train_loss=scores["train"].loss,

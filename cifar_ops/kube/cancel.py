@@ -57,7 +57,9 @@ def cancel(
         cluster.namespace,
         label_selector=training_selector(experiment),
     )
-    deleted, run_ids, study_jobs = [], set(), set()
+    deleted: list[str] = []
+    run_ids: set[str] = set()
+    study_jobs: set[str] = set()
     for job in _plain(cluster.api_client, jobs):
         name = job["metadata"]["name"]
         call(

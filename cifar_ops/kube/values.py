@@ -16,7 +16,7 @@ from cifar_ops.kube.chartvalues import merge
 from cifar_ops.kube.naming import job_name, release_name
 from cifar_ops.records import RunStart
 from cifar_ops.search import Study
-from cifar_ops.vocabulary import ExecutorKind
+from cifar_ops.vocabulary import ExecutorKind, RunStatus
 
 DEFAULT_METRICS_PORT = 9400  # charts/cifar-ops/values.yaml metrics.port
 
@@ -177,7 +177,7 @@ def pod_config(config: RunConfig, metrics_port: int = DEFAULT_METRICS_PORT) -> R
 def build_trial_document(run: PlannedRun, experiment: str) -> dict[str, Any]:
     """The JSON a pod reads from the ConfigMap (trial-<completion index>.json). A study worker's
     also has `study`: the search's spec and base YAML, from which the pod rebuilds the search."""
-    document = {
+    document: dict[str, Any] = {
         "run_id": run.run_id,
         "experiment": experiment,
         "trial_index": run.trial_index,
@@ -262,7 +262,7 @@ def build_run_starts(plan: SubmissionPlan) -> list[RunStart]:
             model_name=run.config.model.name,
             config=run.config.model_dump(mode="json"),
             config_hash=run.config.config_hash(),
-            status="queued",
+            status=RunStatus.QUEUED,
             trial_index=run.trial_index,
             trial_params=run.params or None,
             executor=ExecutorKind.KUBERNETES,
