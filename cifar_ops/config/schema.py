@@ -538,7 +538,7 @@ class SearchSpec(Strict):
         return self.adaptive or self.pruner != SearchPruner.NONE
 
     @property
-    def objective_direction(self) -> str:
+    def objective_direction(self) -> Literal["maximize", "minimize"]:
         if self.direction is not None:
             return self.direction
         return "minimize" if self.metric == "val_loss" else "maximize"

@@ -22,7 +22,7 @@ from cifar_ops.errors import CifarOpsError
 from cifar_ops.executors.base import Launch
 from cifar_ops.records import HEADLINE_METRICS, RunFinish, RunSink
 from cifar_ops.runner import RunOutcome, execute
-from cifar_ops.search import Study, register
+from cifar_ops.search import SearchRegistry, Study, register
 from cifar_ops.vocabulary import ExecutorKind, RunStatus
 
 
@@ -97,7 +97,7 @@ def execute_search(
     """
     if search.search.uses_study:
         return _execute_study(search, sink, parallel, sink_factory, callbacks)
-    if hasattr(sink, "register_search"):  # as `submit` does, so the leaderboard knows the space
+    if isinstance(sink, SearchRegistry):  # as `submit` does, so the leaderboard knows the space
         register(search, sink)
     succeeded = (
         sink.succeeded_hashes(search.experiment) if hasattr(sink, "succeeded_hashes") else ()
@@ -105,7 +105,7 @@ def execute_search(
     study = Study(search, succeeded)
     first = study.ask()
     second = study.ask() if first is not None and parallel > 1 else None
-    if second is None:  # one at a time, in this process
+    if first is None or second is None:  # one at a time, in this process
         outcomes = []
         trial = first
         while trial is not None:
@@ -153,8 +153,8 @@ def _run_in_processes(
             for trial in asked:
                 start(trial)
             while running:
-                while len(running) < parallel and (trial := study.ask()) is not None:
-                    start(trial)
+                while len(running) < parallel and (asked_next := study.ask()) is not None:
+                    start(asked_next)
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     trial = running.pop(future)
@@ -215,8 +215,8 @@ def _execute_study(
     url = _sink_url(sink)
     worker.prepare(search, url, sink)
     if parallel <= 1:
-        outcomes = worker.work(search, url, sink, executor=EXECUTOR.kind, callbacks=callbacks)
-        return sorted(outcomes, key=lambda outcome: outcome.trial_index or 0)
+        here = worker.work(search, url, sink, executor=EXECUTOR.kind, callbacks=callbacks)
+        return sorted(here, key=lambda outcome: outcome.trial_index or 0)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // parallel)

@@ -301,11 +301,13 @@ def _importances(
     if len(rows) < 3 or not varying or len({value for _, value in rows}) < 2:
         return {}  # nothing to explain
     import optuna
-    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import BaseDistribution, CategoricalDistribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     choices = {k: sorted({json.dumps(p.get(k), sort_keys=True) for p, _ in rows}) for k in varying}
-    distributions = {k: CategoricalDistribution(v) for k, v in choices.items()}
+    distributions: dict[str, BaseDistribution] = {
+        k: CategoricalDistribution(v) for k, v in choices.items()
+    }
     study = optuna.create_study(direction="maximize")
     for point, value in rows:
         encoded = {k: json.dumps(point.get(k), sort_keys=True) for k in varying}

@@ -64,6 +64,7 @@ class SearchStrategy(Protocol):
 class _FixedPoints:
     """A method whose trials are fixed by its spec: results change nothing, nothing is pruned."""
 
+    method: ClassVar[SearchMethod]
     adaptive: ClassVar[bool] = False
 
     def __init__(self) -> None:

@@ -9,7 +9,7 @@ search run again runs only what is missing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from cifar_ops.config.schema import SearchConfig, Trial
 from cifar_ops.search.expand import build_trial
@@ -17,6 +17,7 @@ from cifar_ops.search.methods import TrialResult, strategy_for
 from cifar_ops.vocabulary import RunStatus
 
 
+@runtime_checkable  # local runs register only with a sink that records searches
 class SearchRegistry(Protocol):
     """The warehouse's record of a search (`Store.register_search`)."""
 
