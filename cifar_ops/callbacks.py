@@ -16,10 +16,12 @@ import contextlib
 import io
 import logging
 import math
+import os
 import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import keras
@@ -79,7 +81,9 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         improved = (self.best_epoch, self.best) != before
         if self.restore_best_weights and improved and self.best_weights is not None:
             buffer = io.BytesIO()
-            np.savez(buffer, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
+            # allow_pickle named (its default) so mypy knows no w{i} key can fill it
+            weights = {f"w{i}": w for i, w in enumerate(self.best_weights)}
+            np.savez(buffer, allow_pickle=True, **weights)
             write_bytes_atomically(self.best_weights_path, buffer.getvalue())
 
     def state(self) -> dict[str, Any]:
@@ -185,7 +189,22 @@ class EpochCheckpoint:
 
 
 class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """The best model as `.keras`; its best value so far is restored on resume."""
+    """The best model as `.keras`; its best value so far is restored on resume.
+
+    Keras writes the file in place, so a run killed mid-save would leave a torn `best.keras` over
+    the good one: it writes `<stem>.partial.keras` beside it instead, renamed over the real name
+    (atomic on one file system) once the save has finished."""
+
+    def __init__(self, filepath: str, **kwargs: Any) -> None:
+        self.final_path = Path(filepath)
+        partial = self.final_path.with_name(self.final_path.stem + ".partial.keras")
+        super().__init__(str(partial), **kwargs)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_end(epoch, logs)
+        partial = Path(self.filepath)
+        if partial.exists():  # saved this epoch (a better value), and the save completed
+            os.replace(partial, self.final_path)
 
     def state(self) -> dict[str, Any]:
         return {"best": _plain(self.best)}

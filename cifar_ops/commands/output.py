@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from cifar_ops.errors import CifarOpsError
+
+if TYPE_CHECKING:  # the vendored click's Context, which TyperGroup's methods take
+    from typer._click import Context as ClickContext
 
 console = Console(markup=False)
 err_console = Console(stderr=True, markup=False)
@@ -34,13 +37,13 @@ class ErrorHandlingGroup(TyperGroup):
     """Root command group: a `CifarOpsError` or a usage error becomes one line
     `error: <message>` on stderr and its exit code (usage errors: 2)."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
         except _USAGE_ERROR as exc:
             _usage_failed(exc)
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except CifarOpsError as exc:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 
 
@@ -99,7 +100,9 @@ def _copy_upsert(
     conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
     temp = f"copy_{table.name}"
     dbapi_error = conn.dialect.loaded_dbapi.Error
-    cursor = conn.connection.dbapi_connection.cursor()  # same transaction as `conn`
+    # `conn.connection` revalidates first, so its DBAPI connection is the live one (never None)
+    dbapi_connection = cast(DBAPIConnection, conn.connection.dbapi_connection)
+    cursor = dbapi_connection.cursor()  # same transaction as `conn`
     statement = f"COPY {temp} ({names}) FROM STDIN WITH (FORMAT csv, NULL '{_NULL}')"
     try:
         cursor.execute(

@@ -16,6 +16,7 @@ Create Date: 2026-12-01 20:10:00
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import sqlalchemy as sa
 from alembic import op
@@ -113,7 +114,7 @@ def _add_columns() -> None:
         if dialect.name == "postgresql":
             op.add_column(table, sa.Column(column, type_, nullable=True))
             if check:
-                op.create_check_constraint(check, table, condition)
+                op.create_check_constraint(check, table, cast(str, condition))  # set with `check`
             continue
         ddl = str(type_.compile(dialect=dialect))
         if check:  # a column constraint: SQLite adds no table constraint in place
