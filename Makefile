@@ -34,6 +34,7 @@ services:
 
 lint: install
 	$(VENV)/bin/ruff check cifar_ops tests bench jobs
+	$(VENV)/bin/mypy cifar_ops
 
 clean:
 	rm -rf $(VENV) .tools .cache .artifacts
