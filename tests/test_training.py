@@ -376,3 +376,37 @@ def test_the_plan_holds_what_the_engine_reads_from_the_config() -> None:
     assert plan.l2 == 0.0  # AdamW decays the weights itself
     assert plan.label_smoothing == 0.1 and plan.monitor == "val_accuracy"
     assert plan.phase("fine_tune") is tuning and plan.index("fine_tune") == 1
+
+
+def test_best_model_is_replaced_only_by_a_finished_save(tmp_path) -> None:
+    """A save that dies mid-write leaves the previous best.keras whole (written aside, renamed)."""
+    from cifar_ops.callbacks import BestModelCheckpoint
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    final = tmp_path / "best.keras"
+    best = BestModelCheckpoint(str(final), monitor="val_accuracy", mode="max", save_best_only=True)
+    best.set_model(model)
+    best.on_epoch_end(0, {"val_accuracy": 0.5})
+    assert final.exists() and not (tmp_path / "best.partial.keras").exists()
+    saved_weights = [w.copy() for w in keras.models.load_model(final).get_weights()]
+
+    model.set_weights([w + 1.0 for w in model.get_weights()])
+    real_save = model.save
+
+    def torn_save(path, *args, **kwargs):  # writes part of the file, then the pod is killed
+        with open(path, "wb") as handle:
+            handle.write(b"PK\x03\x04 torn")
+        raise KeyboardInterrupt
+
+    model.save = torn_save
+    with pytest.raises(KeyboardInterrupt):
+        best.on_epoch_end(1, {"val_accuracy": 0.9})
+    for got, want in zip(keras.models.load_model(final).get_weights(), saved_weights, strict=True):
+        np.testing.assert_array_equal(got, want)  # the earlier best is intact
+
+    model.save = real_save
+    best.on_epoch_end(2, {"val_accuracy": 0.95})  # the next better epoch replaces it whole
+    for got, want in zip(
+        keras.models.load_model(final).get_weights(), model.get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
