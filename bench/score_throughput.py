@@ -7,7 +7,11 @@ untrained) in the same process:
 - score: `score_images` over a folder of the shared CIFAR-10 JPEGs (decode in a thread pool,
   batches of 256, one bulk write per batch to a SQLite warehouse), then the CSV/Parquet files;
 - per image: `predict_files(saved, [path])` for each image of a sample, as a loop over
-  `cifar-ops predict` would do without the process start.
+  `cifar-ops predict` would do without the process start;
+- per image through the CLI: `cifar-ops predict MODEL IMAGE --json` in a new process for each of
+  `--cli-images` images, which is what predicting a folder meant before `score` (the process
+  start, imports and model load are paid per image). Measured once per repeat on a few images,
+  since each call takes seconds.
 
 The per-image rate is steady after its first call, so each repeat measures it on `--per-image`
 new images, and score on the whole folder into a fresh warehouse (after one warm-up of each);
@@ -22,6 +26,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +66,15 @@ def per_image_rate(saved, files: list[Path]) -> float:  # noqa: ANN001 - a Saved
     return len(files) / (time.perf_counter() - started)
 
 
+def cli_rate(model_path: Path, files: list[Path]) -> float:
+    """Images/s of `cifar-ops predict` run once per image, as a shell loop over a folder would."""
+    command = [sys.executable, "-m", "cifar_ops", "predict", str(model_path)]
+    started = time.perf_counter()
+    for path in files:
+        subprocess.run([*command, str(path), "--json"], check=True, capture_output=True)
+    return len(files) / (time.perf_counter() - started)
+
+
 def score_rate(saved, folder: Path, database: Path, out: Path) -> float:  # noqa: ANN001
     """Images/s of one whole scoring into a fresh warehouse, files included."""
     with open_store(f"sqlite:///{database}") as store:
@@ -76,15 +90,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=200, help="JPEGs of each class scored")
     parser.add_argument("--per-image", type=int, default=60, help="images predicted one by one")
+    parser.add_argument("--cli-images", type=int, default=4, help="`cifar-ops predict` calls")
     parser.add_argument("--config", default="resnet20", help="jobs/configs/<name>.yaml's model")
     parser.add_argument("--repeats", type=int, default=3, help="alternating pairs of measurements")
     args = parser.parse_args()
 
     folder = extract_subset(SHARED_ARCHIVE, args.per_class)
-    per_image, batch = [], []
+    per_image, batch, cli = [], [], []
     with tempfile.TemporaryDirectory(prefix="score-bench-") as scratch:
         work = Path(scratch)
-        saved = load_saved_model(save_model(work, args.config))
+        model_path = save_model(work, args.config)
+        saved = load_saved_model(model_path)
         source = open_source(str(folder))
         files = [Path(source.root) / name for name in source.paths]
         predict_files(saved, files[:1])  # warm-up: traces the predict function
@@ -99,7 +115,9 @@ def main() -> None:
             else:
                 batch.append(score_rate(saved, folder, database, out))
                 per_image.append(per_image_rate(saved, sample))
+            cli.append(cli_rate(model_path, sample[: args.cli_images]))
             shown = f"score {batch[-1]:.1f}/s, per image {per_image[-1]:.1f}/s"
+            shown += f", cli per image {cli[-1]:.2f}/s"
             print(f"repeat {repeat + 1}: {shown}, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
 
     def spread(values: list[float]) -> str:
@@ -107,6 +125,7 @@ def main() -> None:
         return f"{statistics.mean(values):.1f} ± {sd:.1f}"
 
     ratios = [b / p for b, p in zip(batch, per_image, strict=True)]
+    cli_ratios = [b / c for b, c in zip(batch, cli, strict=True)]
     report = {
         "model": f"{args.config} ({saved.model.count_params():,} parameters)",
         "images_scored": len(source.paths),
@@ -114,6 +133,9 @@ def main() -> None:
         "score_images_per_second": spread(batch),
         "per_image_predict_images_per_second": spread(per_image),
         "speedup": spread(ratios),
+        "images_predicted_by_cli_calls": args.cli_images,
+        "cli_predict_images_per_second": f"{statistics.mean(cli):.2f}",
+        "speedup_vs_cli_calls": spread(cli_ratios),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "python": platform.python_version(),
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
