@@ -55,7 +55,7 @@ def time_config(path: Path, overrides: list[str], target: float) -> dict:
             num_classes=len(dataset.class_names),
         )
         plan = build_plan(config, model, train_images=len(dataset.train.labels))
-        training.apply_l2(model, plan.l2)
+        training.apply_l2(model, plan.l2, plan.shift_l2)
         fit_to_data(model, dataset.train.images)
         training.compile_phase(model, plan, plan.phases[0])
         fit_epoch = epoch_fitter(model, plan, dataset)

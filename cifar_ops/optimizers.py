@@ -37,6 +37,16 @@ def l2_coefficient(config: OptimizerConfig) -> float:
     return 0.0 if config.name == "adamw" else config.weight_decay
 
 
+def shift_l2_coefficients(config: OptimizerConfig) -> tuple[float, float] | None:
+    """(biases, BatchNorm shifts) L2 coefficients under `decay_shifts`, else None. A shift
+    learns `batch_norm_lr_scale` times faster, so its coefficient is divided by that scale: each
+    step then shrinks it by the same fraction as a kernel (airbench's per-step decay)."""
+    if not config.decay_shifts:
+        return None
+    l2 = l2_coefficient(config)
+    return l2, l2 / config.batch_norm_lr_scale
+
+
 @keras.saving.register_keras_serializable(package="cifar_ops")
 class ShiftScaledSGD(keras.optimizers.SGD):
     """`keras.optimizers.SGD` whose BatchNorm shifts learn `batch_norm_lr_scale` times faster."""

@@ -25,7 +25,7 @@ from cifar_ops.config import (
 from cifar_ops.data.device_rule import resolve_pipeline
 from cifar_ops.data.draws import has_geometry
 from cifar_ops.errors import ConfigError
-from cifar_ops.optimizers import l2_coefficient
+from cifar_ops.optimizers import l2_coefficient, shift_l2_coefficients
 
 if TYPE_CHECKING:
     import keras
@@ -51,6 +51,8 @@ class TrainingPlan:
     phases: tuple[Phase, ...]
     optimizer: OptimizerConfig
     l2: float  # L2 penalty coefficient on kernels (0 where the optimizer decays weights itself)
+    # L2 coefficients of biases and of BatchNorm shifts (optimizer.decay_shifts), else None
+    shift_l2: tuple[float, float] | None
     label_smoothing: float
     batch_size: int
     steps_per_epoch: int
@@ -111,6 +113,7 @@ def build_plan(
         phases=_phases(config, model, scale),
         optimizer=config.optimizer,
         l2=l2_coefficient(config.optimizer),
+        shift_l2=shift_l2_coefficients(config.optimizer),
         label_smoothing=train.label_smoothing,
         batch_size=batch_size,
         steps_per_epoch=math.ceil(train_images / batch_size),

@@ -35,7 +35,7 @@ from cifar_ops.errors import ModelError
 from cifar_ops.losses import SparseSmoothedCrossentropy
 from cifar_ops.models import fit_to_data, set_trainable_tail
 from cifar_ops.models.whitening import PatchWhitening
-from cifar_ops.optimizers import build_optimizer
+from cifar_ops.optimizers import SHIFT_SUFFIX, build_optimizer
 from cifar_ops.plan import Phase, TrainingPlan
 from cifar_ops.records import EpochRecord, RunSink
 from cifar_ops.schedules import learning_rate_for
@@ -79,17 +79,29 @@ def precision_policy(mixed: bool) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def apply_l2(model: keras.Model, weight_decay: float) -> None:
+def apply_l2(
+    model: keras.Model, weight_decay: float, shifts: tuple[float, float] | None = None
+) -> None:
     """L2-style weight decay for SGD and Adam: a penalty on every kernel that has none yet.
 
     `weight_decay` is the coefficient added to the gradient (grad + wd * w), so the penalty is
-    wd / 2 * sum(w**2). Biases and BatchNorm parameters are not decayed.
+    wd / 2 * sum(w**2). Biases and BatchNorm shifts are decayed only when `shifts` gives their
+    coefficients (biases, shifts): `optimizer.decay_shifts`.
     """
-    if not weight_decay:
-        return
+    bias, shift = shifts if shifts is not None else (0.0, 0.0)
     for variable in model.weights:
-        if variable.path.endswith("kernel") and variable.regularizer is None:
-            variable.regularizer = keras.regularizers.L2(weight_decay / 2)
+        if variable.regularizer is not None:
+            continue
+        if variable.path.endswith("kernel"):  # also depthwise_kernel
+            coefficient = weight_decay
+        elif variable.path.endswith(SHIFT_SUFFIX):
+            coefficient = shift
+        elif variable.path.endswith("/bias"):
+            coefficient = bias
+        else:
+            continue
+        if coefficient:
+            variable.regularizer = keras.regularizers.L2(coefficient / 2)
 
 
 def compile_phase(model: keras.Model, plan: TrainingPlan, phase: Phase) -> None:
@@ -127,7 +139,7 @@ def fit(
     state = run_dir.load_state() or TrainingState()
     epoch, epoch_setters = _epoch_tracking(plan, state.epochs_done)
     train, validation = _host_inputs(plan, dataset, epoch)
-    apply_l2(model, plan.l2)
+    apply_l2(model, plan.l2, plan.shift_l2)
     best_model = BestModelCheckpoint(
         str(run_dir.best_model_path),
         monitor=plan.monitor,

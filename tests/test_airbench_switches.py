@@ -88,6 +88,7 @@ def test_configs_that_do_not_set_a_new_key_keep_their_recorded_hash() -> None:
         tiny_config(evaluation={"train_sample": 100}),
         tiny_config(train={"lookahead": {}}),
         tiny_config(augmentation={"flip": "alternating"}),
+        tiny_config(optimizer={"weight_decay": 0.01, "decay_shifts": True}),
     ):
         assert changed.config_hash() != RECORDED_HASHES["tiny"]
 
@@ -246,7 +247,7 @@ def test_freeze_after_keeps_variables_from_that_epoch_on() -> None:
 def _airbench_config(**train):
     return tiny_config(
         model={**FAST, "whiten_bias_epochs": 2, "batch_norm_momentum": 0.9},
-        optimizer=FAST_SGD,
+        optimizer={**FAST_SGD, "weight_decay": 0.005, "decay_shifts": True},
         schedule={"name": "one_cycle", "peak_fraction": 0.25, "end_fraction": 0.07},
         augmentation={"flip": "alternating", "crop_padding": 2},
         train={"epochs": 4, "batch_size": 64, "lookahead": {"every": 2}, **train},

@@ -410,3 +410,45 @@ def test_best_model_is_replaced_only_by_a_finished_save(tmp_path) -> None:
         keras.models.load_model(final).get_weights(), model.get_weights(), strict=True
     ):
         np.testing.assert_array_equal(got, want)
+
+
+def test_decay_shifts_shrinks_biases_and_fast_shifts_by_the_kernels_step() -> None:
+    """optimizer.decay_shifts: one SGD step on the penalty alone shrinks a kernel, a bias and a
+    BatchNorm shift (learning 64x faster) by the same fraction, as airbench's per-step decay."""
+    from cifar_ops.optimizers import ShiftScaledSGD, shift_l2_coefficients
+
+    config = OptimizerConfig(
+        name="sgd", learning_rate=0.1, weight_decay=0.01, batch_norm_lr_scale=64, decay_shifts=True
+    )
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(4, name="d")(inputs)
+    outputs = keras.layers.BatchNormalization(scale=False, name="bn")(hidden)
+    model = keras.Model(inputs, outputs)
+    for variable in model.trainable_weights:
+        variable.assign(np.full(variable.shape, 2.0, "float32"))
+    training.apply_l2(model, 0.01, shift_l2_coefficients(config))
+    before = {v.path: float(v.numpy().flat[0]) for v in model.trainable_weights}
+    assert set(before) == {"d/kernel", "d/bias", "bn/beta"}
+
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        penalty = sum(model.losses)
+    grads = tape.gradient(penalty, model.trainable_weights)
+    ShiftScaledSGD(learning_rate=0.1, batch_norm_lr_scale=64).apply(grads, model.trainable_weights)
+    shrink = {v.path: float(v.numpy().flat[0]) / before[v.path] for v in model.trainable_weights}
+    for path, factor in shrink.items():
+        assert factor == pytest.approx(1 - 0.1 * 0.01, abs=1e-6), path
+
+    plain = keras.Model(inputs, outputs)  # without decay_shifts only the kernel carries a penalty
+    for variable in plain.weights:
+        variable.regularizer = None
+    training.apply_l2(plain, 0.01)
+    assert [v.path for v in plain.weights if v.regularizer] == ["d/kernel"]
+
+
+def test_decay_shifts_needs_an_l2_weight_decay() -> None:
+    with pytest.raises(ValueError, match="decay_shifts"):
+        OptimizerConfig(name="sgd", decay_shifts=True)
+    with pytest.raises(ValueError, match="decay_shifts"):
+        OptimizerConfig(name="adamw", weight_decay=0.01, decay_shifts=True)

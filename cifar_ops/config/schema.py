@@ -249,6 +249,19 @@ class OptimizerConfig(Strict):
     weight_decay: NonNegativeFloat = 0.0  # decoupled for adamw, L2-style for sgd/adam
     # sgd only: BatchNorm shifts (`beta`) learn this many times faster (airbench: 64)
     batch_norm_lr_scale: PositiveFloat = 1.0
+    # also decay biases and BatchNorm shifts, each by the kernels' per-step amount (the shifts'
+    # coefficient divided by batch_norm_lr_scale), as airbench decays every trained parameter;
+    # false: kernels only
+    decay_shifts: bool = False
+
+    @model_validator(mode="after")
+    def _shift_decay_needs_decay(self) -> OptimizerConfig:
+        if self.decay_shifts and (self.weight_decay == 0 or self.name == "adamw"):
+            raise ValueError(
+                "optimizer.decay_shifts extends the L2 weight decay of sgd/adam to biases and "
+                "BatchNorm shifts: set weight_decay above 0 with name sgd or adam, or remove it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lr_scale_is_for_sgd(self) -> OptimizerConfig:
@@ -418,6 +431,7 @@ _UNHASHED = {"experiment", "description", "monitoring", "executor", "resources"}
 # hashed only when set to something else, so an older config keeps its hash (and its resume).
 _HASHED_WHEN_CHANGED: dict[tuple[str, str], Any] = {
     ("data", "pipeline"): "host",
+    ("optimizer", "decay_shifts"): False,
     ("model", "batch_norm_epsilon"): 1e-5,
     ("model", "whiten_bias_epochs"): None,
     ("model", "init"): "glorot",
