@@ -17,8 +17,8 @@ from cifar_ops.errors import SubmitError
 from cifar_ops.kube.cluster import Cluster, api_errors, call
 from cifar_ops.kube.jobstate import latest_pod, run_ids_of
 from cifar_ops.kube.naming import LABEL_COMPLETION_INDEX, LABEL_JOB_NAME, training_selector
-from cifar_ops.kube.status import _plain
-from cifar_ops.kube.studyjobs import experiment_of, is_study_job, trial_workers, worker_index
+from cifar_ops.kube.status import _plain, study_workers
+from cifar_ops.kube.studyjobs import is_study_job, worker_index
 
 CONTAINER = "trainer"
 
@@ -88,8 +88,8 @@ def _study_matches(
     of these study Jobs trains now."""
     studies = {job["metadata"]["name"]: job for job in jobs if is_study_job(job)}
     matches = []
-    for experiment in sorted({experiment_of(job) for job in studies.values()}):
-        for full_id, worker in trial_workers(database_url, experiment).items():
+    for _, workers in sorted(study_workers(list(studies.values()), database_url).items()):
+        for full_id, worker in workers.items():
             name = worker.rpartition("/")[0]
             index = worker_index(worker, name)
             if full_id.startswith(run_id) and name in studies and index is not None:

@@ -25,7 +25,6 @@ from cifar_ops.kube.jobstate import (
     run_ids_of,
 )
 from cifar_ops.kube.naming import (
-    LABEL_EXPERIMENT,
     LABEL_JOB_NAME,
     LABEL_SCORING,
     scoring_selector,
@@ -91,7 +90,7 @@ def build_status_rows(
     seen: set[str] = set()
     for job in jobs:
         name = job["metadata"]["name"]
-        experiment = (job["metadata"].get("labels") or {}).get(LABEL_EXPERIMENT, "")
+        experiment = experiment_of(job)
         job_pods = [pod for pod in pods if _job_of(pod) == name]
         if is_study_job(job):
             study_workers = (workers or {}).get(experiment, {})
