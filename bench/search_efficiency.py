@@ -181,7 +181,9 @@ def main(
     parser.add_argument("--only", default="grid,asha,median,tpe,random")
     parser.add_argument("--sampled-trials", type=int, default=SAMPLED_TRIALS)
     parser.add_argument(
-        "--space", choices=sorted(SPACES), default="fast",
+        "--space",
+        choices=sorted(SPACES),
+        default="fast",
         help="fast: the fast net's one-cycle recipe; conv4: seed 001's grid at a constant rate",
     )
     args = parser.parse_args(argv)

@@ -549,3 +549,34 @@ def test_a_study_database_blip_while_reporting_is_retried_then_requeues_not_fail
     trial.report = FlakyReport(trial.report, failures=3)  # type: ignore[method-assign]
     with pytest.raises(WarehouseError, match="failed reporting an epoch 3 times"):
         reporter.on_epoch_record(synthetic.epoch(2))  # infrastructure: the worker requeues
+
+
+def test_a_worker_waits_a_bounded_time_for_a_study_lock_that_a_hung_worker_holds(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder that hangs (a stalled pod, a half-open connection) is a clear error after
+    STUDY_LOCK_TIMEOUT, not a worker blocked for ever; the waiter's session keeps no timeout."""
+    from sqlalchemy import create_engine, text
+
+    from cifar_ops.errors import WarehouseError
+    from cifar_ops.warehouse.migrate import upgrade_database
+
+    upgrade_database(postgres_url)
+    study = _grid_study(tmp_path, postgres_url, "hung-holder")
+    monkeypatch.setattr(worker, "STUDY_LOCK_TIMEOUT", "300ms")
+    key = worker._lock_key("hung-holder")
+    holder = create_engine(postgres_url)
+    try:
+        with holder.connect() as hung:
+            hung.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            with pytest.raises(WarehouseError, match="held the study's lock for over 300ms"):
+                study.ask("waiter")
+            hung.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            hung.commit()
+        asked = study.ask("waiter")
+        assert asked is not None  # the lock is free again: the next ask proceeds
+        with study.storage.engine.connect() as pooled:
+            assert pooled.execute(text("SHOW lock_timeout")).scalar_one() == "0"
+    finally:
+        holder.dispose()
+        study.close()

@@ -230,6 +230,35 @@ def test_a_run_is_locked_from_start_to_finish(database_url: str) -> None:
         third.finish_run(start.run_id, synthetic.finish())
 
 
+def test_sqlite_run_lock_files_go_with_their_runs(sqlite_url: str, tmp_path) -> None:
+    """A warehouse that ran many runs keeps no lock file per run; a released lock file that a
+    racing acquirer had already opened is not a lock: the path's file is."""
+    import fcntl
+    import os
+
+    from cifar_ops.warehouse.runlock import _FileLock, lock_path
+
+    upgrade_database(sqlite_url)
+    start = synthetic.run_start("tidy")
+    with open_store(sqlite_url) as store:
+        path = lock_path(store.engine, start.run_id)
+        store.start_run(start)
+        assert path is not None and path.exists()
+        store.finish_run(start.run_id, synthetic.finish())
+        assert not path.exists() and list(path.parent.iterdir()) == []
+
+    stale = tmp_path / "stale.lock"
+    first = _FileLock.try_acquire(stale)
+    racer = os.open(stale, os.O_RDWR)  # opened before the release unlinks the file
+    first.release()
+    fcntl.flock(racer, fcntl.LOCK_EX | fcntl.LOCK_NB)  # it can flock the unlinked file...
+    second = _FileLock.try_acquire(stale)  # ...which does not stop the holder of the path's
+    assert second is not None and stale.exists()
+    assert _FileLock.try_acquire(stale) is None
+    second.release()
+    os.close(racer)
+
+
 def test_a_refused_run_lock_is_its_own_error(database_url: str) -> None:
     upgrade_database(database_url)
     start = synthetic.run_start("refused")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from cifar_ops.config.schema import SearchConfig, Trial
+from cifar_ops.errors import WarehouseError
 from cifar_ops.search import space, storage
 from cifar_ops.search.expand import build_trial
 from cifar_ops.vocabulary import RunStatus, SearchPruner
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 ATTR_INDEX = "index"  # user attribute: the trial's index in the search (its run's trial_index)
 ATTR_RUN_ID = "run_id"  # user attribute: the run that trains it; a retry inherits it
 ATTR_WORKER = storage.WORKER_ATTR  # user attribute: who asked for it (job name and index)
+STUDY_LOCK_TIMEOUT = "120s"  # the longest a worker waits for the study lock (PostgreSQL)
 _SAMPLING_CAP = 3  # at most this many times the budget of indices sampled (failed ones replaced)
 
 
@@ -278,13 +280,36 @@ class SearchStudy:
             return listed  # validated when the config was loaded
         return build_trial(self.search.base, index, point, None)
 
+    def _wait_for_lock(self, connection: Any, key: int) -> None:
+        """Wait at most STUDY_LOCK_TIMEOUT for the study lock: asking takes well under a second,
+        so a longer wait means a holder that hangs (a stalled pod, a half-open connection), and a
+        clear error beats a worker blocked for ever."""
+        from sqlalchemy.exc import OperationalError
+
+        timeout = text("SELECT set_config('lock_timeout', :t, false)")
+        connection.execute(timeout, {"t": STUDY_LOCK_TIMEOUT})
+        try:
+            connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        except OperationalError as error:
+            if getattr(error.orig, "pgcode", None) != "55P03":  # lock_not_available
+                raise
+            raise WarehouseError(
+                f"search {self.search.experiment!r}: another worker has held the study's lock "
+                f"for over {STUDY_LOCK_TIMEOUT}; its process may hang. Find it in pg_stat_activity "
+                f"(pg_locks, advisory key {key}), end it, and run this worker again"
+            ) from None
+        finally:
+            # ends the wait's transaction, which also undoes its lock_timeout (a SET made in a
+            # transaction that rolls back is undone); a session's advisory lock stays held
+            connection.rollback()
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """One asker at a time per study, across processes and machines."""
         key = _lock_key(self.search.experiment)
         if self.storage.engine.dialect.name == "postgresql":
             with self.storage.engine.connect() as connection:
-                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                self._wait_for_lock(connection, key)
                 try:
                     yield
                 finally:

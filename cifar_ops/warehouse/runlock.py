@@ -102,30 +102,50 @@ class _NoLock:
 
 
 class _FileLock:
-    def __init__(self, fd: int):
+    """An flock on `<database>.locks/<run_id>.lock`, whose file is removed on release so a
+    warehouse that ran many runs keeps no file per run. Removing a lock file is safe only if an
+    acquirer checks, once it holds the flock, that the path still names the file it locked (a
+    releaser may have unlinked it in between); if not it tries again on the new file."""
+
+    def __init__(self, fd: int, path: Path):
         self._fd: int | None = fd
+        self._path = path
 
     @classmethod
     def try_acquire(cls, path: Path) -> _FileLock | None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(fd)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _names_same_file(path, fd):
+                    return cls(fd, path)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # locked a file its releaser had just unlinked: take the new one
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._path.unlink()  # while still holding the flock, so no one else has it
             os.close(fd)  # closing the last descriptor drops the flock
 
     def ensure(self) -> None:
         return None  # a flock lasts as long as its open descriptor: it cannot be lost under us
+
+
+def _names_same_file(path: Path, fd: int) -> bool:
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
 
 class _AdvisoryLock:
