@@ -53,3 +53,14 @@ def has_gpu() -> bool:
 
         return any(device.platform == "gpu" for device in jax.devices())
     return False
+
+
+def limit_cpu_threads(threads: int) -> None:
+    """Give this process `threads` CPU threads for its ops, so N local workers share the cores
+    instead of each sizing a pool for all of them. TensorFlow takes it before its first op; JAX's
+    CPU client sizes its own pool and is left alone (importing TensorFlow there would cost a
+    JAX worker seconds and memory for nothing)."""
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -112,3 +112,18 @@ def test_the_device_augmentation_and_evaluation_tests_pass_under_jax() -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+def test_a_local_worker_limits_its_threads_without_importing_tensorflow_under_jax(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Search workers share the cores through `limit_cpu_threads`; under JAX that must not
+    import TensorFlow (made unimportable here, so the TensorFlow branch would fail)."""
+    from cifar_ops import backend
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` now raises
+    monkeypatch.setattr(backend, "backend", lambda: "jax")
+    backend.limit_cpu_threads(1)
+    monkeypatch.setattr(backend, "backend", lambda: "tensorflow")
+    with pytest.raises(ImportError):
+        backend.limit_cpu_threads(1)

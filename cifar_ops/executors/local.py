@@ -169,9 +169,9 @@ def _run_in_processes(
 
 def _run_trial(trial: Trial, factory: Callable[[], RunSink], threads: int) -> RunOutcome:
     """A search trial in a worker process, with its share of the CPU threads."""
-    import tensorflow as tf  # in the worker only
+    from cifar_ops.backend import limit_cpu_threads
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    limit_cpu_threads(threads)
     sink = factory()
     try:
         return _run_here(trial, sink, ())
@@ -268,11 +268,10 @@ def _study_worker(
     """A worker process: trains trials of the study until it has none; outcomes to `results`."""
     import pickle
 
-    import tensorflow as tf  # in the worker only
-
+    from cifar_ops.backend import limit_cpu_threads
     from cifar_ops.search import worker
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    limit_cpu_threads(threads)
     sink = factory()
     try:
         for outcome in worker.work(search, url, sink, executor=EXECUTOR.kind, worker=name):
