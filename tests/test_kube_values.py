@@ -125,6 +125,10 @@ def test_job_state_comes_from_conditions_indexes_and_the_deadline() -> None:
         conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
     )
     assert index_state(failed, 1, NOW).reason == "BackoffLimitExceeded"
+    leaky = {"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}
+    leaky["message"] = "exit 1: could not reach postgresql://ops:s3cret@db:5432/warehouse"
+    shown = index_state(job(conditions=[leaky]), 1, NOW).reason
+    assert "s3cret" not in shown and shown.startswith("PodFailurePolicy: exit 1: could not")
     not_yet = job(conditions=[{"type": "Failed", "status": "False"}])
     assert index_state(not_yet, 1, NOW).state == "pending"
     running_pod = {"status": {"phase": "Running"}}

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cifar_ops.kube.naming import ANNOTATION_RUN_IDS, LABEL_COMPLETION_INDEX, LABEL_RUN_ID
+from cifar_ops.redaction import redact_text
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,8 @@ def index_state(
     failed = _condition(job, "Failed") or _condition(job, "FailureTarget")
     if failed:
         reason = failed.get("reason") or "Failed"
-        message = failed.get("message")
-        return IndexState("failed", f"{reason}: {message}" if message else reason)
+        message = failed.get("message")  # may quote a pod's error output: shown and stored
+        return IndexState("failed", redact_text(f"{reason}: {message}" if message else reason))
     if deadline_passed(job, now):
         deadline = job["spec"]["activeDeadlineSeconds"]
         return IndexState("failed", f"DeadlineExceeded: ran past activeDeadlineSeconds={deadline}")
