@@ -45,17 +45,22 @@ CONV4_SPACE: dict[str, list[Any]] = {
 }
 
 
+def subset(data_dir: str, limit: int) -> dict[str, Any]:
+    """The same fixed, held-out subset of the JPEG folder for every space and search."""
+    return {
+        "source": "folder",
+        "dir": data_dir,
+        "limit": limit,
+        "validation_split": 0.1,
+        "test_split": 0.2,
+    }
+
+
 def base_config(data_dir: str, limit: int, epochs: int) -> dict[str, Any]:
     """jobs/configs/fast.yaml's recipe on a fixed, held-out subset of the JPEG folder."""
     return {
         "seed": 42,
-        "data": {
-            "source": "folder",
-            "dir": data_dir,
-            "limit": limit,
-            "validation_split": 0.1,
-            "test_split": 0.2,
-        },
+        "data": subset(data_dir, limit),
         "augmentation": {"flip": True, "crop_padding": 2},
         "model": {
             "name": "fast",
@@ -90,13 +95,7 @@ def conv4_base_config(data_dir: str, limit: int, epochs: int) -> dict[str, Any]:
     crops, so 4,000 training images still give validation curves that rise for `epochs`."""
     return {
         "seed": 42,
-        "data": {
-            "source": "folder",
-            "dir": data_dir,
-            "limit": limit,
-            "validation_split": 0.1,
-            "test_split": 0.2,
-        },
+        "data": subset(data_dir, limit),
         "augmentation": {"flip": True, "crop_padding": 4},
         "model": {"name": "conv4_bn", "filters": [32, 32, 64, 64], "dense_units": 128},
         "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9},

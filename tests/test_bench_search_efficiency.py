@@ -31,6 +31,26 @@ def test_the_real_space_has_eighteen_points() -> None:
     assert set(bench.searches(bench.SPACE, 6)) == {"grid", "asha", "median", "tpe", "random"}
 
 
+def test_both_spaces_give_valid_search_configs(tmp_path: Path) -> None:
+    """`--space fast` and `--space conv4` (seed 001's 24-point grid) load as search configs whose
+    grids have the expected sizes; nothing is trained."""
+    import yaml
+
+    from cifar_ops.config import SearchConfig, load_config
+
+    bench = load_bench()
+    for name, size in (("fast", 18), ("conv4", 24)):
+        make_base, space = bench.SPACES[name]
+        base = make_base(str(tmp_path), 4000, 9)
+        for search_name, search in bench.searches(space, 6).items():
+            path = tmp_path / f"{name}-{search_name}.yaml"
+            path.write_text(yaml.safe_dump({**base, "experiment": "x", "search": search}))
+            loaded = load_config(path)
+            assert isinstance(loaded, SearchConfig)
+            if search_name == "grid":
+                assert len(loaded.trials) == size
+
+
 def test_bench_runs_every_search_and_counts_their_epochs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
