@@ -80,4 +80,12 @@ def test_bench_runs_every_search_and_counts_their_epochs(
         "tpe",
         "random",
     ]
-    assert "of grid" in out and "100%" in out
+    assert "of grid" in out and "100%" in out and "picked test" in out
+    from cifar_ops.warehouse.store import open_store
+
+    with open_store(f"sqlite:///{tmp_path / 'bench' / 'warehouse.db'}") as store:
+        grid = [r for r in store.list_runs(experiment="bench-grid") if r.test_accuracy is not None]
+    best_val = max(r.val_accuracy for r in grid)  # the pick: best validation, not best test
+    picks = {r.test_accuracy for r in grid if r.val_accuracy == best_val}
+    assert by_name["grid"]["picked_test_accuracy"] in picks
+    assert by_name["grid"]["best_test_accuracy"] == max(r.test_accuracy for r in grid)
