@@ -19,6 +19,8 @@ stale or corrupted; if `batch_stats` is also low, the weights themselves are wha
         --set data.source=folder --set data.dir=.cache/data [--set ...]
 
 Results go to stdout as one JSON line per epoch. The run stops after `--epochs-checked` epochs.
+`--model RUN_DIR/model.keras` instead scores a finished run's model (validation and test splits
+of the same config) the same four ways, without training.
 """
 
 from __future__ import annotations
@@ -45,37 +47,46 @@ def accuracy(model: Any, images: np.ndarray, labels: np.ndarray, training: bool)
     return right / len(labels)
 
 
+def check(
+    model: Any, split: Any, train: Any, batches: int, batch_size: int, seed: int
+) -> dict[str, Any]:
+    """The four scores of one split with the model's current weights, which it leaves as found."""
+    import keras
+
+    saved = [keras.ops.convert_to_numpy(v).copy() for v in model.weights]
+    norms = [
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    x, y = split.images, split.labels
+    result: dict[str, Any] = {"running": accuracy(model, x, y, training=False)}
+    epsilons = [layer.epsilon for layer in norms]
+    for layer in norms:
+        layer.epsilon = 1e-5
+    result["epsilon_1e-5"] = accuracy(model, x, y, training=False)
+    for layer, eps in zip(norms, epsilons, strict=True):
+        layer.epsilon = eps
+    result["batch_stats"] = accuracy(model, x, y, training=True)
+    _restore(model, saved)
+    rng = np.random.default_rng(seed)
+    for _ in range(batches):
+        chosen = rng.choice(len(train.labels), size=batch_size, replace=False)
+        model(train.images[chosen].astype("float32"), training=True)
+    result["reestimated"] = accuracy(model, x, y, training=False)
+    _restore(model, saved)
+    return result
+
+
 def make_check(validation: Any, train: Any, batches: int, batch_size: int, stop_after: int) -> Any:
     import keras
 
     class BatchNormCheck(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             started = time.perf_counter()
-            model = self.model
-            saved = [keras.ops.convert_to_numpy(v).copy() for v in model.weights]
-            norms = [
-                layer
-                for layer in model._flatten_layers()
-                if isinstance(layer, keras.layers.BatchNormalization)
-            ]
-            x, y = validation.images, validation.labels
             logged = (logs or {}).get("val_accuracy")
             result: dict[str, Any] = {"epoch": epoch + 1, "logged_val_accuracy": logged}
-            result["running"] = accuracy(model, x, y, training=False)
-            epsilons = [layer.epsilon for layer in norms]
-            for layer in norms:
-                layer.epsilon = 1e-5
-            result["epsilon_1e-5"] = accuracy(model, x, y, training=False)
-            for layer, eps in zip(norms, epsilons, strict=True):
-                layer.epsilon = eps
-            result["batch_stats"] = accuracy(model, x, y, training=True)
-            _restore(model, saved)
-            rng = np.random.default_rng(epoch)
-            for _ in range(batches):
-                chosen = rng.choice(len(train.labels), size=batch_size, replace=False)
-                model(train.images[chosen].astype("float32"), training=True)
-            result["reestimated"] = accuracy(model, x, y, training=False)
-            _restore(model, saved)
+            result.update(check(self.model, validation, train, batches, batch_size, epoch))
             result["check_seconds"] = round(time.perf_counter() - started, 1)
             print(json.dumps(result), flush=True)
             if epoch + 1 >= stop_after:
@@ -96,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs-checked", type=int, default=5)
     parser.add_argument("--batches", type=int, default=20, help="training batches to re-estimate")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--model", type=Path, help="score this saved .keras model of the config instead of training"
+    )
     args = parser.parse_args(argv)
 
     from cifar_ops.config import load_config
@@ -105,13 +119,22 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config, overrides=args.set)
     dataset = load_dataset(config.data, config.seed)
     batch_size = config.train.batch_size
-    check = make_check(
+    if args.model:
+        from cifar_ops.inference import load_saved_model
+
+        model = load_saved_model(args.model).model
+        for name in ("validation", "test"):
+            split = dataset.split(name)
+            scores = check(model, split, dataset.train, args.batches, batch_size, 0)
+            print(json.dumps({"model": str(args.model), "split": name, **scores}), flush=True)
+        return
+    callback = make_check(
         dataset.validation, dataset.train, args.batches, batch_size, args.epochs_checked
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bn-check-"))
     workdir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(KeyboardInterrupt):  # the check stops the run
-        run_locally(config, callbacks=[check], database_url=f"sqlite:///{workdir / 'wh.db'}")
+        run_locally(config, callbacks=[callback], database_url=f"sqlite:///{workdir / 'wh.db'}")
 
 
 if __name__ == "__main__":
