@@ -259,6 +259,34 @@ def test_sqlite_run_lock_files_go_with_their_runs(sqlite_url: str, tmp_path) -> 
     os.close(racer)
 
 
+def test_a_lock_taken_on_a_file_its_releaser_just_unlinked_is_taken_again_on_the_new_one(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The releaser unlinks the file between the acquirer's open and its flock: the flock then
+    holds nothing anyone else can see, so the acquirer must notice and lock the path's new file."""
+    import os
+
+    from cifar_ops.warehouse import runlock
+
+    path = tmp_path / "raced.lock"
+    real_open, opened = os.open, []
+
+    def open_then_lose_the_race(name, flags, mode=0o777):
+        fd = real_open(name, flags, mode)
+        opened.append(fd)
+        if len(opened) == 1:
+            os.unlink(name)  # the releaser's unlink lands right after this open
+        return fd
+
+    monkeypatch.setattr(runlock.os, "open", open_then_lose_the_race)
+    held = runlock._FileLock.try_acquire(path)
+    monkeypatch.undo()
+    assert held is not None and len(opened) == 2  # the unlinked file was dropped, then retried
+    assert path.exists() and runlock._FileLock.try_acquire(path) is None  # the path's file
+    held.release()
+    assert not path.exists()
+
+
 def test_a_refused_run_lock_is_its_own_error(database_url: str) -> None:
     upgrade_database(database_url)
     start = synthetic.run_start("refused")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from cifar_ops.config.schema import SearchConfig, Trial
 from cifar_ops.errors import WarehouseError
@@ -284,8 +285,6 @@ class SearchStudy:
         """Wait at most STUDY_LOCK_TIMEOUT for the study lock: asking takes well under a second,
         so a longer wait means a holder that hangs (a stalled pod, a half-open connection), and a
         clear error beats a worker blocked for ever."""
-        from sqlalchemy.exc import OperationalError
-
         timeout = text("SELECT set_config('lock_timeout', :t, false)")
         connection.execute(timeout, {"t": STUDY_LOCK_TIMEOUT})
         try:
