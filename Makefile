@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 QUICKSTART_CONFIG ?= jobs/configs/fast.yaml
 PYTEST_ARGS ?=
+# Two workers (this machine's two cores); a test file stays on one worker, so its module fixtures
+# (a trained model, a Chromium) are built once. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: quickstart test install install-test tools services lint clean
 
@@ -14,7 +17,7 @@ quickstart: install
 	bash scripts/quickstart.sh "$(PY)" "$(QUICKSTART_CONFIG)"
 
 test: install-test tools services
-	PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/.tools/bin:$$PATH" $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(STAMP)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -352,7 +353,8 @@ def _kill_lock_session(store: Store, run_id: str, postgres_url: str) -> None:
     pid = store._locks[run_id]._connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
     with open_store(postgres_url) as other, other.engine.connect() as conn:
         assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
-        for _ in range(500):
+        deadline = time.monotonic() + 60  # a loaded CI machine can take seconds to reap it
+        while time.monotonic() < deadline:
             alive = conn.execute(
                 text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
             ).scalar_one()
@@ -371,6 +373,8 @@ def _lock_holders(store: Store, run_id: str) -> list[int]:
             conn.execute(
                 text(
                     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
                     " AND objsubid = 1 AND classid = CAST(:h AS oid) AND objid = CAST(:l AS oid)"
                 ),
                 {"h": key >> 32, "l": key & (2**32 - 1)},
