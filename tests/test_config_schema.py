@@ -179,6 +179,8 @@ def test_model_errors_name_the_family_s_keys(tmp_path: Path, model: str, expecte
 
 # Computed with the code before resources.gpus counted in the hash: a shipped config, and any
 # config on one replica or with a global batch, must keep these (each a resume and a run id).
+# conv4_sgd.yaml was re-pinned when its recipe changed (seed 001's searched point); its old
+# content still hashes to the old pin.
 PINNED_HASHES = {
     "conv4_sgd.yaml": "afbbb851806997932d55070b30a3e7b3395ec905916f476cde5ff836a836b52b",
     "custom_cnn.yaml": "1f55eebac1af355cae410590648d8f1f85411058a59d193d73a808948e61c604",
