@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
 import time
 from dataclasses import replace
 
@@ -10,8 +12,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, text
 
-from cifar_ops.errors import ConfigError, RunLocked, WarehouseError
-from cifar_ops.warehouse import Store, open_store, synthetic
+from cifar_ops.errors import ConfigError, RunLocked, RunLockLost, WarehouseError
+from cifar_ops.warehouse import Store, open_store, runlock, synthetic
 from cifar_ops.warehouse.migrate import upgrade_database
 from cifar_ops.warehouse.schema import metadata
 
@@ -234,28 +236,23 @@ def test_a_run_is_locked_from_start_to_finish(database_url: str) -> None:
 def test_sqlite_run_lock_files_go_with_their_runs(sqlite_url: str, tmp_path) -> None:
     """A warehouse that ran many runs keeps no lock file per run; a released lock file that a
     racing acquirer had already opened is not a lock: the path's file is."""
-    import fcntl
-    import os
-
-    from cifar_ops.warehouse.runlock import _FileLock, lock_path
-
     upgrade_database(sqlite_url)
     start = synthetic.run_start("tidy")
     with open_store(sqlite_url) as store:
-        path = lock_path(store.engine, start.run_id)
+        path = runlock.lock_path(store.engine, start.run_id)
         store.start_run(start)
         assert path is not None and path.exists()
         store.finish_run(start.run_id, synthetic.finish())
         assert not path.exists() and list(path.parent.iterdir()) == []
 
     stale = tmp_path / "stale.lock"
-    first = _FileLock.try_acquire(stale)
+    first = runlock._FileLock.try_acquire(stale)
     racer = os.open(stale, os.O_RDWR)  # opened before the release unlinks the file
     first.release()
     fcntl.flock(racer, fcntl.LOCK_EX | fcntl.LOCK_NB)  # it can flock the unlinked file...
-    second = _FileLock.try_acquire(stale)  # ...which does not stop the holder of the path's
+    second = runlock._FileLock.try_acquire(stale)  # ...which does not stop the holder of the path's
     assert second is not None and stale.exists()
-    assert _FileLock.try_acquire(stale) is None
+    assert runlock._FileLock.try_acquire(stale) is None
     second.release()
     os.close(racer)
 
@@ -265,10 +262,6 @@ def test_a_lock_taken_on_a_file_its_releaser_just_unlinked_is_taken_again_on_the
 ) -> None:
     """The releaser unlinks the file between the acquirer's open and its flock: the flock then
     holds nothing anyone else can see, so the acquirer must notice and lock the path's new file."""
-    import os
-
-    from cifar_ops.warehouse import runlock
-
     path = tmp_path / "raced.lock"
     real_open, opened = os.open, []
 
@@ -365,9 +358,7 @@ def _kill_lock_session(store: Store, run_id: str, postgres_url: str) -> None:
 
 
 def _lock_holders(store: Store, run_id: str) -> list[int]:
-    from cifar_ops.warehouse.runlock import lock_key
-
-    key = lock_key(run_id) & (2**64 - 1)
+    key = runlock.lock_key(run_id) & (2**64 - 1)
     with store.engine.connect() as conn:
         return list(
             conn.execute(
@@ -405,9 +396,6 @@ def test_a_run_whose_lock_session_was_killed_takes_its_lock_again_before_writing
 def test_a_run_whose_lost_lock_another_session_took_stops_without_writing(
     postgres_url: str,
 ) -> None:
-    from cifar_ops.errors import RunLockLost
-    from cifar_ops.warehouse.runlock import lock_key
-
     upgrade_database(postgres_url)
     start = synthetic.run_start("stolen")
     with open_store(postgres_url) as store:
@@ -415,7 +403,7 @@ def test_a_run_whose_lost_lock_another_session_took_stops_without_writing(
         store.log_epoch(start.run_id, synthetic.epoch(1))
         _kill_lock_session(store, start.run_id, postgres_url)
         with open_store(postgres_url) as thief, thief.engine.connect() as taken:
-            key = lock_key(start.run_id)
+            key = runlock.lock_key(start.run_id)
             assert taken.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one()
             with pytest.raises(RunLockLost, match="another process holds it now") as lost:
                 store.log_epoch(start.run_id, synthetic.epoch(2))
