@@ -1,4 +1,4 @@
-"""Tiny configs and a small nested-base model shared by the engine tests."""
+"""Tiny configs, a small nested-base model and a simulated preemption shared by the engine tests."""
 
 from __future__ import annotations
 
@@ -52,3 +52,16 @@ def nested_base_model(
     x = base(x, training=False)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="nested_base")
+
+
+def preemption_after(epoch: int) -> Any:
+    """A callback that stops `fit` with KeyboardInterrupt after `epoch` (1-based) has ended, as a
+    pod stopped right after that epoch's checkpoint was written."""
+    import keras
+
+    class Preemption(keras.callbacks.Callback):
+        def on_epoch_end(self, index: int, logs: dict | None = None) -> None:
+            if index + 1 == epoch:
+                raise KeyboardInterrupt("simulated preemption")
+
+    return Preemption()

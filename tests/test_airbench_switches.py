@@ -22,7 +22,7 @@ from cifar_ops.models.whitening import PatchWhitening
 from cifar_ops.runner import execute
 from cifar_ops.schedules import learning_rate_for, rate_at
 from cifar_ops.weight_averaging import FreezeAfter, Lookahead, lookahead_decay
-from tests.engine_helpers import tiny_config
+from tests.engine_helpers import preemption_after, tiny_config
 from tests.memory_sink import MemorySink
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,16 +54,6 @@ class Snapshots(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         whitening = next(x for x in self.model.layers if isinstance(x, PatchWhitening))
         self.bias.append(keras.ops.convert_to_numpy(whitening.bias).copy())
-
-
-class Stop(keras.callbacks.Callback):
-    def __init__(self, after_epoch: int):
-        super().__init__()
-        self.after_epoch = after_epoch
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if epoch + 1 == self.after_epoch:
-            raise KeyboardInterrupt("simulated preemption")
 
 
 def test_configs_that_do_not_set_a_new_key_keep_their_recorded_hash() -> None:
@@ -260,7 +250,7 @@ def test_a_run_with_every_switch_resumes_from_its_checkpoint_with_the_slow_weigh
     sink = MemorySink()
     first = Snapshots()
     with pytest.raises(KeyboardInterrupt):
-        execute(config, sink=sink, run_id="airbench", callbacks=[first, Stop(after_epoch=3)])
+        execute(config, sink=sink, run_id="airbench", callbacks=[first, preemption_after(3)])
     state = RunDirectory("airbench").load_state()
     assert state is not None and state.epochs_done == 3
     assert not np.array_equal(first.bias[0], first.bias[1])  # trained in epochs 1 and 2

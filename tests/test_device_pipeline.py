@@ -29,7 +29,7 @@ from cifar_ops.data.draws import (
 )
 from cifar_ops.plan import build_plan
 from cifar_ops.runner import execute
-from tests.engine_helpers import tiny_config
+from tests.engine_helpers import nested_base_model, preemption_after, tiny_config
 from tests.memory_sink import MemorySink
 
 SEED = np.array([1234, 56], "int32")
@@ -157,23 +157,13 @@ def device_config(**train: object):
     )
 
 
-class Preemption(keras.callbacks.Callback):
-    def __init__(self, after_epoch: int):
-        super().__init__()
-        self.after_epoch = after_epoch
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if epoch + 1 == self.after_epoch:
-            raise KeyboardInterrupt("simulated preemption")
-
-
 def test_a_resumed_device_run_ends_with_the_weights_of_an_uninterrupted_one() -> None:
     sink = MemorySink()
     whole = execute(device_config(), sink=sink, run_id="device-whole")
     assert whole.status == "succeeded"
     assert sink.finishes["device-whole"].test_accuracy > 0.5  # chance is 0.25
     with pytest.raises(KeyboardInterrupt):
-        execute(device_config(), sink=sink, run_id="device-cut", callbacks=[Preemption(2)])
+        execute(device_config(), sink=sink, run_id="device-cut", callbacks=[preemption_after(2)])
     resumed = execute(device_config(), sink=sink, run_id="device-cut")
     assert [r.epoch for r in sink.history("device-cut")] == [1, 2, 3]
     losses = [r.loss for r in sink.history("device-whole")]
@@ -249,8 +239,6 @@ def test_a_crop_padding_that_does_not_fit_the_images_is_a_config_error() -> None
 def test_two_phases_on_the_device_path_resume_inside_the_fine_tune_phase(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.engine_helpers import nested_base_model
-
     monkeypatch.setattr("cifar_ops.runner.build_model", nested_base_model)
     fine_tune = {"epochs": 2, "learning_rate": 1e-4, "unfreeze_layers": 2}
     config = tiny_config(
@@ -260,7 +248,7 @@ def test_two_phases_on_the_device_path_resume_inside_the_fine_tune_phase(
     )
     sink = MemorySink()
     with pytest.raises(KeyboardInterrupt):
-        execute(config, sink=sink, run_id="device-phases", callbacks=[Preemption(after_epoch=3)])
+        execute(config, sink=sink, run_id="device-phases", callbacks=[preemption_after(3)])
     outcome = execute(config, sink=sink, run_id="device-phases")
     history = sink.history("device-phases")
     assert [(r.epoch, r.phase) for r in history] == [

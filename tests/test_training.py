@@ -19,20 +19,8 @@ from cifar_ops.optimizers import build_optimizer
 from cifar_ops.plan import build_plan
 from cifar_ops.runner import execute
 from cifar_ops.schedules import learning_rate_for, rate_at
-from tests.engine_helpers import nested_base_model, tiny_config
+from tests.engine_helpers import nested_base_model, preemption_after, tiny_config
 from tests.memory_sink import MemorySink
-
-
-class Preemption(keras.callbacks.Callback):
-    """Simulates a pod being stopped right after an epoch's checkpoint was written."""
-
-    def __init__(self, after_epoch: int):
-        super().__init__()
-        self.after_epoch = after_epoch
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if epoch + 1 == self.after_epoch:
-            raise KeyboardInterrupt("simulated preemption")
 
 
 def test_a_short_run_learns_well_above_chance_and_the_same_seed_repeats_it() -> None:
@@ -65,7 +53,7 @@ def test_resume_after_preemption_continues_at_the_next_epoch() -> None:
     )
     sink = MemorySink()
     with pytest.raises(KeyboardInterrupt):
-        execute(config, sink=sink, run_id="resumable", callbacks=[Preemption(after_epoch=2)])
+        execute(config, sink=sink, run_id="resumable", callbacks=[preemption_after(2)])
     assert sink.finishes["resumable"].status == "preempted"
     state = RunDirectory("resumable").load_state()
     assert state is not None and state.epochs_done == 2
@@ -268,7 +256,7 @@ def test_two_phases_number_epochs_on_and_resume_inside_the_fine_tune_phase(
     config = tiny_config(train={"epochs": 2, "fine_tune": fine_tune})
     sink = MemorySink()
     with pytest.raises(KeyboardInterrupt):
-        execute(config, sink=sink, run_id="two-phase", callbacks=[Preemption(after_epoch=3)])
+        execute(config, sink=sink, run_id="two-phase", callbacks=[preemption_after(3)])
     outcome = execute(config, sink=sink, run_id="two-phase")
     history = sink.history("two-phase")
     phases = [(r.epoch, r.phase) for r in history]
