@@ -37,6 +37,7 @@ services:
 
 lint: install
 	$(VENV)/bin/ruff check cifar_ops tests bench jobs
+	$(VENV)/bin/ruff format --check cifar_ops tests bench jobs
 	$(VENV)/bin/mypy cifar_ops
 
 clean:

@@ -140,9 +140,7 @@ def upgrade() -> None:
         sa.Column("width", sa.Integer(), nullable=False),
         sa.Column("height", sa.Integer(), nullable=False),
         sa.Column("mode", sa.String(length=16), nullable=False),
-        sa.CheckConstraint(
-            "class_index >= 0", name=op.f("ck_score_rows_class_index_non_negative")
-        ),
+        sa.CheckConstraint("class_index >= 0", name=op.f("ck_score_rows_class_index_non_negative")),
         sa.CheckConstraint(
             "confidence BETWEEN 0 AND 1", name=op.f("ck_score_rows_confidence_fraction")
         ),
