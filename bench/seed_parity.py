@@ -18,6 +18,7 @@ weights runs.
     python bench/seed_parity.py --only simple_cnn,conv4_bn       # some rows
     python bench/seed_parity.py --only resnet20_fast --set train.epochs=20
     python bench/seed_parity.py --plan                           # commands and estimates only
+    python bench/seed_parity.py --table                          # every row's latest result
 
 Plan for the long runs on the 2-core CPU, one row at a time (nothing else training). Estimates
 scale bench/RESULTS.md's measured ResNet-20 epoch (100-130 s for 32,000 train + 8,000 validation
@@ -294,6 +295,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--data-dir", type=Path, default=Path(".cache/data"))
     parser.add_argument("--workdir", type=Path, default=Path(".cache/seed-parity"))
     parser.add_argument("--plan", action="store_true", help="print the commands, train nothing")
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="print every row's latest result in --workdir and the report command, train nothing",
+    )
     args = parser.parse_args(argv)
     rows = select(args.only)
     sets = data_sets(args.data_dir.resolve()) + args.sets
@@ -302,6 +308,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         for row in rows:
             print(f"{row.name}: {user_command(row, data_sets(args.data_dir) + args.sets)}")
         return {}
+    if args.table:
+        return print_results(list(ROWS), workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     for row in rows:
         if row.transfer_sets:
@@ -310,6 +318,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         print(json.dumps(result), flush=True)
         with open(workdir / "results.jsonl", "a") as log:
             log.write(json.dumps(result) + "\n")
+    return print_results(rows, workdir)
+
+
+def print_results(rows: list[Row], workdir: Path) -> dict[str, dict[str, Any]]:
+    """The table of `rows` and of every row with a result, then the one-page report command."""
     results = latest_results(workdir)
     shown = [row for row in ROWS if row in rows or row.name in results]
     print(markdown_table(shown, results))

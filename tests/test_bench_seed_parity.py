@@ -1,7 +1,8 @@
 """bench/seed_parity.py runs end to end for two tiny rows on synthetic data (the real rows are
 benchmarks on the shared JPEGs): each row trains through `cifar-ops run` in a child process, the
 table carries every column, the transfer row gives the command for a user with weights, and the
-printed `cifar-ops report` command gives one page with the comparison. No accuracy is asserted."""
+printed `cifar-ops report` command gives one page with the comparison; `--table` reprints every
+row from the results file without training. No accuracy is asserted."""
 
 from __future__ import annotations
 
@@ -125,3 +126,13 @@ def test_driver_runs_two_rows_and_prints_the_table_and_report(
         assert row["test_accuracy"] == pytest.approx(result["test_accuracy"]), name
         assert row["overfitting_gap"] == pytest.approx(result["overfitting_gap"]), name
         assert row["param_count"] == result["param_count"], name
+
+    capsys.readouterr()
+    assert bench.main(["--table", "--workdir", str(workdir)]) == results  # trains nothing
+    lines = (workdir / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    every = {line.split("|")[1].strip(): line for line in table[2:]}
+    assert set(every) == {row.name for row in bench.ROWS}
+    assert every["simple_cnn"] == rows["simple_cnn"]
+    assert every["vgg10"].rstrip(" |").endswith("not run")
