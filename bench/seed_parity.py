@@ -24,18 +24,19 @@ Plan for the long runs on the 2-core CPU, one row at a time (nothing else traini
 scale bench/RESULTS.md's measured ResNet-20 epoch (100-130 s for 32,000 train + 8,000 validation
 images, float32, seed 004's augmentation) by each net's multiply-adds per image, and halve it for
 bfloat16 configs; simple_cnn is the measured 2.3 min (14 epochs, early-stopped). Early stopping
-can end a row sooner. Rows marked untimed have never run at full length here.
+can end a row sooner. Rows marked untimed have never run at full length here; measured rows ran
+faster than this scaling (vgg10: 40.5 min against 60-75).
 
 Each row runs as `python bench/seed_parity.py --only ROW` (seed budget = the seed's own recipe):
 
 | row | config | multiply-adds / image | est. minutes |
 | --- | --- | --- | --- |
 | simple_cnn | simple_cnn.yaml, up to 20 epochs | 4.2M | 3 (measured 2.3) |
-| conv4_bn | conv4_sgd.yaml, up to 30 epochs | 25.0M | 35 |
-| custom_cnn | custom_cnn.yaml, up to 40 epochs | 38.9M | 60-70 |
-| vgg10 | vgg10.yaml, up to 50 epochs | 33.5M | 60-75 |
+| conv4_bn | conv4_sgd.yaml, up to 30 epochs | 25.0M | 26 (measured 25.9) |
+| custom_cnn | custom_cnn.yaml, up to 40 epochs | 38.9M | ~40 (vgg10's measured epoch, scaled) |
+| vgg10 | vgg10.yaml, up to 50 epochs | 33.5M | 40 (measured 40.5) |
 | resnet20 | resnet20.yaml, seed budget 60 epochs | 40.8M | 110-130 |
-| resnet20_fast | resnet20_fast.yaml, 30 epochs, bfloat16 (untimed) | 40.8M | ~40 |
+| resnet20_fast | resnet20_fast.yaml, 30 epochs, bfloat16 | 40.8M | 35 (measured 34.6) |
 | resnet_wide | resnet_wide.yaml, seed budget 35 epochs | 360.5M | ~570 |
 | resnet_wide_fast | resnet_wide_fast.yaml, 10 epochs, bfloat16 (untimed) | 360.5M | ~80 |
 
