@@ -33,7 +33,7 @@ Each row runs as `python bench/seed_parity.py --only ROW` (seed budget = the see
 | --- | --- | --- | --- |
 | simple_cnn | simple_cnn.yaml, up to 20 epochs | 4.2M | 3 (measured 2.3) |
 | conv4_bn | conv4_sgd.yaml, up to 30 epochs | 25.0M | 26 (measured 25.9) |
-| custom_cnn | custom_cnn.yaml, up to 40 epochs | 38.9M | ~40 (vgg10's measured epoch, scaled) |
+| custom_cnn | custom_cnn.yaml, up to 40 epochs | 38.9M | 44 (measured 43.9) |
 | vgg10 | vgg10.yaml, up to 50 epochs | 33.5M | 40 (measured 40.5) |
 | resnet20 | resnet20.yaml, seed budget 60 epochs | 40.8M | 110-130 |
 | resnet20_fast | resnet20_fast.yaml, 30 epochs, bfloat16 | 40.8M | 35 (measured 34.6) |
