@@ -299,7 +299,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument(
         "--table",
         action="store_true",
-        help="print every row's latest result in --workdir and the report command, train nothing",
+        help="print the table (the --only rows, and every row with a result in --workdir) and the "
+        "report command, train nothing",
     )
     args = parser.parse_args(argv)
     rows = select(args.only)
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             print(f"{row.name}: {user_command(row, data_sets(args.data_dir) + args.sets)}")
         return {}
     if args.table:
-        return print_results(list(ROWS), workdir)
+        return print_results(rows, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     for row in rows:
         if row.transfer_sets:
