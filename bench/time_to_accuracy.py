@@ -38,6 +38,7 @@ from cifar_ops.data import load_dataset
 from cifar_ops.evaluation import predict_split
 from cifar_ops.models import build_model, fit_to_data
 from cifar_ops.plan import build_plan
+from cifar_ops.precision import precision_policy
 
 
 def time_config(path: Path, overrides: list[str], target: float) -> dict:
@@ -48,7 +49,7 @@ def time_config(path: Path, overrides: list[str], target: float) -> dict:
     training.seed_everything(config.seed, xla=config.train.xla)
     dataset = load_dataset(config.data, config.seed)
     epochs: list[dict] = []
-    with training.precision_policy(config.train.mixed_precision):
+    with precision_policy(config.train.mixed_precision):
         model = build_model(
             config.model,
             input_shape=dataset.train.images.shape[1:],

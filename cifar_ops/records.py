@@ -48,7 +48,7 @@ class RunStart:
     dataset_fingerprint: str | None = None
     executor: ExecutorKind = ExecutorKind.LOCAL
     job_name: str | None = None
-    hardware: str | None = None
+    hardware: str | None = None  # where it trained and its dtype policy: "CPU x2 (x86_64), float32"
     param_count: int | None = None
     started_at: datetime | None = None
 

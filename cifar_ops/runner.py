@@ -33,6 +33,7 @@ from cifar_ops.errors import Preempted
 from cifar_ops.models import build_model
 from cifar_ops.monitoring.callback import MetricsCallback
 from cifar_ops.plan import TrainingPlan, build_plan
+from cifar_ops.precision import precision_policy
 from cifar_ops.records import EvaluationRecord, RunFinish, RunSink, RunStart
 from cifar_ops.vocabulary import ExecutorKind, RunStatus
 
@@ -71,8 +72,8 @@ def execute(
     training.seed_everything(config.seed, xla=config.train.xla)
     dataset = load_dataset(config.data, config.seed)
     run_dir = RunDirectory(run_id)
-    precision = training.precision_policy(config.train.mixed_precision)
-    with precision, distribution.scope(strategy):
+    precision = precision_policy(config.train.mixed_precision)
+    with precision as policy, distribution.scope(strategy):
         model = build_model(
             config.model, input_shape=dataset.image_shape, num_classes=dataset.num_classes
         )
@@ -100,7 +101,7 @@ def execute(
             dataset_fingerprint=dataset.fingerprint,
             executor=kind,
             job_name=job_name,
-            hardware=hardware(),
+            hardware=f"{hardware()}, {policy}",
             param_count=int(model.count_params()),
             started_at=datetime.now(UTC),
         )

@@ -9,9 +9,8 @@ continues after the last readable checkpoint (checkpoints.py).
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,20 +62,6 @@ def seed_everything(seed: int, *, xla: bool = False) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-
-
-@contextlib.contextmanager
-def precision_policy(mixed: bool) -> Iterator[None]:
-    """Mixed precision while building and training: float16 on a GPU, bfloat16 on a CPU."""
-    if not mixed:
-        yield
-        return
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16" if has_gpu() else "mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def apply_l2(

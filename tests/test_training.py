@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_ops import training
+from cifar_ops import precision, training
 from cifar_ops.callbacks import ResumableEarlyStopping, ResumablePlateau
 from cifar_ops.checkpoints import RunDirectory
 from cifar_ops.config import OptimizerConfig, ScheduleConfig
@@ -35,7 +35,8 @@ def test_a_short_run_learns_well_above_chance_and_the_same_seed_repeats_it() -> 
     assert all(r.images_per_second > 0 and r.seconds > 0 for r in history)
     start = sink.starts[0]
     assert start.param_count == finish.param_count > 0
-    assert start.dataset_fingerprint and start.hardware and len(start.run_id) == 32
+    assert start.dataset_fingerprint and len(start.run_id) == 32
+    assert start.hardware and start.hardware.endswith(", float32")  # the dtype policy it used
     assert outcome.model_path is not None and outcome.model_path.exists()
     assert (outcome.model_path.parent / "best.keras").exists()
     assert sink.evaluations[outcome.run_id].accuracy == finish.test_accuracy
@@ -226,8 +227,9 @@ def test_l2_weight_decay_penalises_kernels_only() -> None:
 
 def test_xla_and_mixed_precision_switches(monkeypatch: pytest.MonkeyPatch) -> None:
     config = tiny_config(train={"xla": True, "mixed_precision": True})
-    with training.precision_policy(True):
-        assert keras.config.dtype_policy().name == "mixed_bfloat16"  # no GPU here
+    monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: True)
+    with precision.precision_policy(True) as policy:
+        assert policy == keras.config.dtype_policy().name == "mixed_bfloat16"  # no GPU here
         model = _compiled_tiny_model()
     assert keras.config.dtype_policy().name == "float32"
     assert model.get_layer("out").dtype_policy.name == "mixed_bfloat16"
