@@ -2,9 +2,9 @@
 
 On a GPU it is float16. On a CPU it is bfloat16 only where the CPU computes in bfloat16 natively
 (AVX512_BF16 or AMX on x86, the BF16 extension on Arm): there oneDNN runs it at about twice the
-float32 rate, but on a CPU without it every bfloat16 op is emulated, and training was measured 5-7x
-slower than float32 (bench/RESULTS.md, "bfloat16 without native support"). Such a CPU trains in
-float32 instead, with a warning; the policy a run used is recorded with its hardware.
+float32 rate, but on a CPU without it every bfloat16 op is emulated, and training was measured
+5-7x slower than float32 (bench/RESULTS.md, "bfloat16 on a CPU without native support"). Such a
+CPU trains in float32 instead, with a warning; the policy a run used is recorded with its hardware.
 """
 
 from __future__ import annotations
