@@ -351,9 +351,12 @@ def _kill_lock_session(store: Store, run_id: str, postgres_url: str) -> None:
             alive = conn.execute(
                 text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
             ).scalar_one()
+            # pg_stat_activity is a snapshot taken once per transaction: end it, or a backend
+            # seen alive once (a slow machine) is seen alive until the deadline
+            conn.rollback()
             if not alive:
                 return
-            conn.execute(text("SELECT pg_sleep(0.01)"))
+            time.sleep(0.01)
     raise AssertionError(f"backend {pid} did not end")
 
 
