@@ -21,7 +21,7 @@ from tests.faults.postgres_cluster import Cluster, throwaway_cluster
 from tests.faults.warehouse_runs import (
     EPOCHS,
     assert_complete,
-    cifar_ops,
+    cifar_ops_here,
     python,
     tiny_config,
     warehouse_rows,
@@ -64,7 +64,7 @@ def test_postgres_stopped_mid_run_then_the_resume_lands_every_row_once(
     assert cut_short["epochs"] == epochs_before_the_outage
     assert cut_short["evaluations"] == {}
 
-    resumed = cifar_ops(cluster.url, *args)
+    resumed = cifar_ops_here(cluster.url, *args)
 
     assert resumed.returncode == 0, resumed.stderr
     assert_complete(cluster.url, run_id)

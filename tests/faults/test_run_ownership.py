@@ -18,7 +18,7 @@ from cifar_ops.warehouse import open_store, synthetic
 from cifar_ops.warehouse.migrate import upgrade_database
 from tests.faults.warehouse_runs import (
     assert_complete,
-    cifar_ops,
+    cifar_ops_here,
     environment,
     tiny_config,
     warehouse_rows,
@@ -38,7 +38,7 @@ def test_a_reused_run_id_with_another_config_is_refused_without_a_local_run_dir(
     config = tiny_config(tmp_path / "other.yaml")
     assert not (tmp_path / "runs" / run_id).exists()
 
-    result = cifar_ops(database_url, "run", "-c", str(config), "--run-id", run_id)
+    result = cifar_ops_here(database_url, "run", "-c", str(config), "--run-id", run_id)
 
     assert result.returncode == ConfigError.exit_code, result.stderr
     message = result.stderr
@@ -64,7 +64,7 @@ def test_two_writers_on_one_run_id_the_second_is_refused_then_resumes_once_the_f
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         held = warehouse_rows(database_url, run_id)
 
-        second = cifar_ops(database_url, "run", "-c", str(config), "--run-id", run_id)
+        second = cifar_ops_here(database_url, "run", "-c", str(config), "--run-id", run_id)
 
         assert second.returncode == WarehouseError.exit_code, second.stderr
         assert f"run {run_id} is already running in another process" in second.stderr
@@ -74,7 +74,7 @@ def test_two_writers_on_one_run_id_the_second_is_refused_then_resumes_once_the_f
         holder.send_signal(signal.SIGKILL)  # dies holding the lock, as a killed pod does
         holder.wait(timeout=30)
 
-    resumed = cifar_ops(database_url, "run", "-c", str(config), "--run-id", run_id)
+    resumed = cifar_ops_here(database_url, "run", "-c", str(config), "--run-id", run_id)
 
     assert resumed.returncode == 0, resumed.stderr
     assert_complete(database_url, run_id)

@@ -31,7 +31,7 @@ from cifar_ops.warehouse.migrate import upgrade_database
 from tests.engine_helpers import tiny_config as tiny_run_config
 from tests.faults.warehouse_runs import (
     assert_complete,
-    cifar_ops,
+    cifar_ops_here,
     environment,
     tiny_config,
     warehouse_rows,
@@ -104,7 +104,7 @@ def test_a_signal_mid_epoch_then_the_resume_lands_every_epoch_once(
         assert rows["summary"].status_reason == "SIGTERM"
     before = epoch_seconds(warehouse, run_id)
 
-    resumed = cifar_ops(warehouse, "run", "-c", str(config), "--run-id", run_id, "--json")
+    resumed = cifar_ops_here(warehouse, "run", "-c", str(config), "--run-id", run_id, "--json")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_complete(warehouse, run_id)
     assert epoch_seconds(warehouse, run_id)[1] == before[1]  # resumed after epoch 1, not redone
@@ -159,7 +159,7 @@ def test_a_full_artifacts_disk_fails_the_run_clearly_and_keeps_what_was_done(
     assert not list(run_dir.checkpoint_dir.glob("tmp-*"))  # ... and no half-written file is left
 
     (small_disk / "filler").unlink()  # room again: the same run id resumes and completes
-    resumed = cifar_ops(warehouse, "run", "-c", str(config), "--run-id", run_id, "--json")
+    resumed = cifar_ops_here(warehouse, "run", "-c", str(config), "--run-id", run_id, "--json")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_complete(warehouse, run_id)
 

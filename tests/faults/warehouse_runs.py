@@ -1,4 +1,5 @@
-"""What the warehouse fault tests share: a tiny config, the CLI in a process, the rows it left."""
+"""What the warehouse fault tests share: a tiny config, the CLI in a process or in this one, the
+rows it left."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import copy
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,21 @@ def environment(url: str) -> dict[str, str]:
 def cifar_ops(url: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """`cifar-ops ARGS` in its own process, as a user (or a pod) runs it."""
     return python("-m", "cifar_ops", *args, url=url, timeout=timeout)
+
+
+def cifar_ops_here(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`cifar-ops ARGS` in this test process, for a step after the faulted process is gone (a
+    resume, a refusal): it inherits nothing from that process, and TensorFlow, already imported
+    here, spares the 12 s a new process spends importing it."""
+    from typer.testing import CliRunner
+
+    from cifar_ops.cli import app
+
+    result = CliRunner().invoke(app, list(args), env={"CIFAR_OPS_DATABASE_URL": url})
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
 
 
 def python(*args: str, url: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
