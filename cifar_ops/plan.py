@@ -104,7 +104,7 @@ def build_plan(
     _check_device_xla(config, pipeline)
     if pipeline == "host":
         require_tensorflow(
-            "data.pipeline: host (tf.data)",
+            "host (the tf.data pipeline)",
             key="data.pipeline",
             instead="set data.pipeline: device",
         )

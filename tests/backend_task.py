@@ -1,11 +1,13 @@
 """One synthetic training task through the engine on the device path, for either Keras backend.
 
-Run as `KERAS_BACKEND=jax python -m tests.backend_task OUT` (a subprocess: the backend is fixed
-when Keras is imported). Trains the `fast` net (whitened stem, dirac init) with ShiftScaledSGD on
-a one-cycle schedule with label smoothing, early stopping and per-epoch checkpoints, saves
-model.keras in OUT and prints one JSON line: the backend, held-out accuracy and its paths.
-With `--run` it instead runs a tiny config through `runner.execute`. With `--load MODEL.keras`
-it loads a model saved under any backend and prints its held-out predictions' path.
+Run as `KERAS_BACKEND=jax python -m tests.backend_task OUT --train --run --load MODEL.keras
+--refuse-host` (a subprocess: the backend is fixed when Keras is imported; one process for every
+action, since each new one spends ~9 s importing JAX and Keras). `--train` trains the `fast` net
+(whitened stem, dirac init) with ShiftScaledSGD on a one-cycle schedule with label smoothing,
+early stopping and per-epoch checkpoints and saves its model.keras; `--run` runs a tiny config
+through `runner.execute`; `--load` loads a model saved under any backend and saves its held-out
+predictions; `--refuse-host` plans the host (tf.data) path and reports the error it raises. Prints
+one JSON line: each action's report under its name, and whether TensorFlow was imported.
 `--no-tensorflow` makes any import of TensorFlow fail, as on a machine without it.
 """
 
@@ -136,27 +138,50 @@ class NoTensorFlow:
             raise ModuleNotFoundError(f"No module named {name!r} (blocked)")
 
 
+def refuse_host() -> dict:
+    """The host path's plan under this backend: the ConfigError's text, or None if it plans."""
+    import keras
+
+    from cifar_ops.errors import ConfigError
+    from cifar_ops.plan import build_plan
+
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten()])
+    try:
+        build_plan(tiny_config(), model, train_images=100)
+        refused = None
+    except ConfigError as exc:
+        refused = str(exc)
+    device = build_plan(tiny_config(data={"pipeline": "device"}), model, train_images=100)
+    return {"refused": refused, "device_pipeline": device.pipeline}
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
-    parser.add_argument("--load", type=Path)
-    parser.add_argument("--no-tensorflow", action="store_true")
+    parser.add_argument("--train", action="store_true", help="train the task, save its model")
     parser.add_argument("--run", action="store_true", help="a whole run through the runner")
+    parser.add_argument("--load", type=Path, help="a .keras file to load and predict with")
+    parser.add_argument("--refuse-host", action="store_true", help="plan the host path")
+    parser.add_argument("--no-tensorflow", action="store_true")
     args = parser.parse_args(argv)
     if args.no_tensorflow:
         sys.meta_path.insert(0, NoTensorFlow())
     import keras
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    for action in ("train", "run", "load"):
+        (args.out / action).mkdir(parents=True, exist_ok=True)
+    report: dict = {"backend": keras.backend.backend()}
+    if args.train:
+        report["train"] = train(args.out / "train")
     if args.run:
-        report = whole_run(args.out)
-    elif args.load:
+        report["run"] = whole_run(args.out / "run")
+    if args.load:
         _, dataset = held_out()
         register_custom_objects()
         model = keras.models.load_model(args.load)  # compiled: optimizer and schedule too
-        report = {"backend": keras.backend.backend(), **predictions(model, dataset, args.out)}
-    else:
-        report = train(args.out)
+        report["load"] = predictions(model, dataset, args.out / "load")
+    if args.refuse_host:
+        report["host"] = refuse_host()
     report["tensorflow_imported"] = "tensorflow" in sys.modules
     print(json.dumps(report))
 

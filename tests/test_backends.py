@@ -1,7 +1,7 @@
 """The engine on both Keras backends: the device path, the `fast` net, ShiftScaledSGD, one-cycle,
 callbacks and checkpoints train the same synthetic task under TensorFlow (in process) and JAX
-(a subprocess without TensorFlow); .keras files move between the two; the host path is refused
-under JAX; the device path's augmentation tests also pass under JAX."""
+(one subprocess that cannot import TensorFlow); .keras files move between the two; the host path
+is refused under JAX; the device path's augmentation tests also pass under JAX."""
 
 from __future__ import annotations
 
@@ -35,17 +35,34 @@ def report_of(done: subprocess.CompletedProcess) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_engine_trains_under_jax_without_tensorflow_and_tensorflow_loads_its_model(
-    tmp_path: Path,
-) -> None:
-    out = tmp_path / "jax"
-    report = report_of(under_jax("-m", "tests.backend_task", str(out), "--no-tensorflow"))
+@pytest.fixture(scope="module")
+def tensorflow_task(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The task trained here, under TensorFlow."""
+    assert keras.backend.backend() == "tensorflow"
+    return backend_task.train(tmp_path_factory.mktemp("tensorflow"))
+
+
+@pytest.fixture(scope="module")
+def jax_reports(tensorflow_task: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every JAX-side action in one subprocess that cannot import TensorFlow: the task trained,
+    a whole run, TensorFlow's model loaded, and the host path planned."""
+    out = tmp_path_factory.mktemp("jax")
+    actions = ["--train", "--run", "--refuse-host", "--load", tensorflow_task["model"]]
+    report = report_of(under_jax("-m", "tests.backend_task", str(out), *actions, "--no-tensorflow"))
     assert report["backend"] == "jax" and not report["tensorflow_imported"]
+    return report
+
+
+def test_the_engine_trains_under_jax_without_tensorflow_and_tensorflow_loads_its_model(
+    jax_reports: dict,
+) -> None:
+    report = jax_reports["train"]
     assert report["epochs"] == [1, 2, 3, 4]
     assert report["accuracy"] > ACCURACY
-    assert len(list((out / "task" / "checkpoint").glob("*.weights.h5"))) >= 1
+    model_path = Path(report["model"])
+    assert len(list((model_path.parent / "checkpoint").glob("*.weights.h5"))) >= 1
     backend_task.register_custom_objects()
-    model = keras.models.load_model(report["model"])  # saved by JAX, loaded by TensorFlow
+    model = keras.models.load_model(model_path)  # saved by JAX, loaded by TensorFlow
     assert model.optimizer.batch_norm_lr_scale == 4  # ShiftScaledSGD came through
     _, dataset = backend_task.held_out()
     here = model.predict(dataset.test.images.astype("float32"), verbose=0)
@@ -53,49 +70,30 @@ def test_the_engine_trains_under_jax_without_tensorflow_and_tensorflow_loads_its
 
 
 def test_the_same_task_under_tensorflow_ends_as_accurate_and_jax_loads_its_model(
-    tmp_path: Path,
+    tensorflow_task: dict, jax_reports: dict
 ) -> None:
-    assert keras.backend.backend() == "tensorflow"
-    report = backend_task.train(tmp_path / "tf")
-    assert report["epochs"] == [1, 2, 3, 4]
-    assert report["accuracy"] > ACCURACY
-    loaded = report_of(
-        under_jax("-m", "tests.backend_task", str(tmp_path / "load"), "--load", report["model"])
-    )
-    assert loaded["backend"] == "jax"
+    assert tensorflow_task["epochs"] == [1, 2, 3, 4]
+    assert tensorflow_task["accuracy"] > ACCURACY
     np.testing.assert_allclose(
-        np.load(loaded["predictions"]), np.load(report["predictions"]), atol=1e-4
+        np.load(jax_reports["load"]["predictions"]),
+        np.load(tensorflow_task["predictions"]),
+        atol=1e-4,
     )
 
 
-def test_a_whole_run_succeeds_under_jax_without_tensorflow(tmp_path: Path) -> None:
-    report = report_of(
-        under_jax("-m", "tests.backend_task", str(tmp_path), "--run", "--no-tensorflow")
-    )
-    assert report["backend"] == "jax" and not report["tensorflow_imported"]
+def test_a_whole_run_succeeds_under_jax_without_tensorflow(jax_reports: dict) -> None:
+    report = jax_reports["run"]
     assert report["status"].endswith("succeeded") and report["accuracy"] > 0.7
     assert Path(report["model"]).is_file()
 
 
-def test_the_host_pipeline_is_refused_under_jax_with_a_config_error() -> None:
-    script = (
-        "import keras\n"
-        "from cifar_ops.errors import ConfigError\n"
-        "from cifar_ops.plan import build_plan\n"
-        "from tests.engine_helpers import tiny_config\n"
-        "model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten()])\n"
-        "try:\n"
-        "    build_plan(tiny_config(), model, train_images=100)\n"
-        "except ConfigError as exc:\n"
-        "    print(exc)\n"
-        "build_plan(tiny_config(data={'pipeline': 'device'}), model, train_images=100)\n"
-    )
-    done = under_jax("-c", script, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == (
-        "data.pipeline: data.pipeline: host (tf.data) needs the TensorFlow backend, but "
-        "KERAS_BACKEND is 'jax'; set data.pipeline: device or run with KERAS_BACKEND=tensorflow"
-    )
+def test_the_host_pipeline_is_refused_under_jax_with_a_config_error(jax_reports: dict) -> None:
+    assert jax_reports["host"] == {
+        # the key once, then the value: the message named the key twice before
+        "refused": "data.pipeline: host (the tf.data pipeline) needs the TensorFlow backend, but "
+        "KERAS_BACKEND is 'jax'; set data.pipeline: device or run with KERAS_BACKEND=tensorflow",
+        "device_pipeline": "device",
+    }
 
 
 def test_the_device_augmentation_and_evaluation_tests_pass_under_jax() -> None:
