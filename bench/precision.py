@@ -56,7 +56,8 @@ def images_per_second(
     return rates
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Print the table; return each config's median images/s by policy (for the bench's test)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--config", action="append", type=Path, help="repeatable; default: " + ", ".join(CONFIGS)
@@ -64,13 +65,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed fit")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing)")
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from cifar_ops.precision import cpu_has_native_bfloat16
 
     print(f"CPU has native bfloat16 (flags in /proc/cpuinfo): {cpu_has_native_bfloat16()}")
     print("| config | batch | float32 images/s | bfloat16 images/s | bfloat16 / float32 |")
     print("| --- | ---: | ---: | ---: | ---: |")
+    results = {}
     for path in args.config or [REPO / c for c in CONFIGS]:
         config = load_run_config(path, [])
         medians = {}
@@ -83,6 +85,8 @@ def main() -> None:
             f"| {path.name} | {batch} | {medians['float32']:.0f} | {medians['mixed_bfloat16']:.0f}"
             f" | {ratio:.2f}x |"
         )
+        results[path.name] = medians
+    return results
 
 
 if __name__ == "__main__":
