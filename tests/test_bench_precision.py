@@ -4,23 +4,14 @@ measured, and the process is left on float32. No rate or ratio is asserted."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.bench_scripts import load_bench
 from tests.engine_helpers import TINY
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("precision_bench", REPO / "bench/precision.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_bench_times_both_policies_prints_their_row_and_restores_float32(
@@ -34,7 +25,7 @@ def test_bench_times_both_policies_prints_their_row_and_restores_float32(
     config.write_text(yaml.safe_dump({**TINY, "train": {"epochs": 1, "batch_size": 8}}))
     args = ["--config", str(config), "--steps", "2", "--warmup", "1", "--repeats", "1"]
 
-    results = load_bench().main(args)
+    results = load_bench("precision").main(args)
 
     medians = results["tiny.yaml"]
     assert set(medians) == {"float32", "mixed_bfloat16"}

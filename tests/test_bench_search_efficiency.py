@@ -4,28 +4,17 @@ No timing or accuracy is asserted."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.bench_scripts import load_bench
 from tests.engine_helpers import TINY
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location(
-        "search_bench", REPO / "bench/search_efficiency.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_real_space_has_eighteen_points() -> None:
-    bench = load_bench()
+    bench = load_bench("search_efficiency")
     sizes = [len(values) for values in bench.SPACE.values()]
     assert sizes[0] * sizes[1] * sizes[2] == 18
     assert set(bench.searches(bench.SPACE, 6)) == {"grid", "asha", "median", "tpe", "random"}
@@ -38,7 +27,7 @@ def test_both_spaces_give_valid_search_configs(tmp_path: Path) -> None:
 
     from cifar_ops.config import SearchConfig, load_config
 
-    bench = load_bench()
+    bench = load_bench("search_efficiency")
     for name, size in (("fast", 18), ("conv4", 24)):
         make_base, space = bench.SPACES[name]
         base = make_base(str(tmp_path), 4000, 9)
@@ -54,7 +43,7 @@ def test_both_spaces_give_valid_search_configs(tmp_path: Path) -> None:
 def test_bench_runs_every_search_and_counts_their_epochs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bench = load_bench()
+    bench = load_bench("search_efficiency")
     base = {k: v for k, v in json.loads(json.dumps(TINY)).items() if k != "experiment"}
     base["train"] = {"epochs": 2, "batch_size": 32}
     space = {"optimizer.learning_rate": [0.01, 1e-8], "model.dense_units": [8, 16]}

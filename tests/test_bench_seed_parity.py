@@ -6,11 +6,9 @@ row from the results file without training. No accuracy is asserted."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from typer.testing import CliRunner
 
 from cifar_ops.cli import app
 from cifar_ops.config import load_run_config
+from tests.bench_scripts import load_bench
 from tests.conftest import REPO
 
 TINY_SETS = [
@@ -31,17 +30,8 @@ TINY_SETS = [
 ]
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("seed_parity", REPO / "bench/seed_parity.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their annotations through it
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_row_has_a_config_and_a_seed_figure() -> None:
-    bench = load_bench()
+    bench = load_bench("seed_parity")
     for row in bench.ROWS:
         assert (REPO / row.config).is_file(), row.config
         assert 0.5 < row.figure < 1
@@ -67,7 +57,7 @@ def test_compressed_recipes_keep_the_seed_architecture(seed: str, fast: str) -> 
 
 
 def test_unknown_row_is_refused_naming_the_rows() -> None:
-    bench = load_bench()
+    bench = load_bench("seed_parity")
     with pytest.raises(SystemExit, match="unknown row.*nope.*simple_cnn"):
         bench.main(["--only", "nope"])
 
@@ -75,7 +65,7 @@ def test_unknown_row_is_refused_naming_the_rows() -> None:
 def test_driver_runs_two_rows_and_prints_the_table_and_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bench = load_bench()
+    bench = load_bench("seed_parity")
     workdir = tmp_path / "parity"
     argv = ["--only", "simple_cnn,conv4_bn,mobilenetv2", "--workdir", str(workdir)]
     for item in TINY_SETS:

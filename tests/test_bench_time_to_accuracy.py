@@ -4,25 +4,16 @@ No timing is asserted."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("tta_bench", REPO / "bench/time_to_accuracy.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.bench_scripts import load_bench
 
 
 def test_summary_counts_seconds_up_to_the_first_epoch_at_the_target() -> None:
-    bench = load_bench()
+    bench = load_bench("time_to_accuracy")
     epochs = [
         {"epoch": 1, "seconds": 10.0, "accuracy": 0.5},  # includes compilation
         {"epoch": 2, "seconds": 2.0, "accuracy": 0.8},
@@ -61,7 +52,7 @@ train: {epochs: 2, batch_size: 32}
         + "evaluation: {tta: flip_translate}\n"
     )
     baseline.write_text(body + "model: {name: fast, widths: [8, 8, 8], stem_filters: 8}\n")
-    load_bench().main(
+    load_bench("time_to_accuracy").main(
         [
             "--config",
             str(candidate),
