@@ -171,10 +171,10 @@ def test_model_errors_name_the_family_s_keys(tmp_path: Path, model: str, expecte
 
 # Computed with the code before resources.gpus counted in the hash: a shipped config, and any
 # config on one replica or with a global batch, must keep these (each a resume and a run id).
-# conv4_sgd.yaml (seed 001's searched point), vgg10.yaml and custom_cnn.yaml (dropout 0.1) were
+# conv4_sgd.yaml (one-cycle nesterov SGD), vgg10.yaml and custom_cnn.yaml (dropout 0.1) were
 # re-pinned when their recipes changed; their old contents still hash to the old pins.
 PINNED_HASHES = {
-    "conv4_sgd.yaml": "afbbb851806997932d55070b30a3e7b3395ec905916f476cde5ff836a836b52b",
+    "conv4_sgd.yaml": "9f5d13495ab264ce4f684bf6b1f315d7778366af0dc9e86adad0ffb49e378f04",
     "custom_cnn.yaml": "a845cf180f69d8aec85b2ba67874614a0175c2b3c3913105b627b5caac200a40",
     "efficientnetv2b0.yaml": "e9b73f2ae538b7d698342a61f0dc4add0026957373d3c4996957d37fc5f53c7a",
     "fast.yaml": "b22dc191e0633dcba3b19a7910b6f5eb64ae6ade699f0b0b29cd04e89294de8a",
