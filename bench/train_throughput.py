@@ -18,6 +18,9 @@ The first epoch of each fit is a warm-up (graph tracing) and not counted; a fit'
 median of its timed epochs. Repeats alternate the order of the two methods. The machine is
 shared, so `--wait-load` first waits (up to `--max-wait` seconds) for the 1-minute load average
 to drop, and the load average is printed with every repeat.
+`--mixed-precision` builds every method's model under the policy `train.mixed_precision: true`
+stands for on this machine (cifar_ops.precision: bfloat16 on a CPU with native support), so the
+three still train the same model; without it all three train in float32, as the seeds did.
 Run it with `nice -n 10 .venv/bin/python bench/train_throughput.py --wait-load 1.5`.
 """
 
@@ -47,6 +50,7 @@ from cifar_ops.config import AugmentationConfig, DataConfig, SimpleCnnModel  # n
 from cifar_ops.data import Split, load_dataset, make_pipeline  # noqa: E402
 from cifar_ops.data.device import DeviceTrainer, StepFeed  # noqa: E402
 from cifar_ops.models import build_model  # noqa: E402
+from cifar_ops.precision import precision_policy  # noqa: E402
 
 # shared/ lies beside the checkout
 SHARED_ARCHIVE = (
@@ -216,29 +220,10 @@ def machine() -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archive", type=Path, default=SHARED_ARCHIVE)
-    parser.add_argument("--per-class", type=int, default=400, help="JPEGs per class (10 classes)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--wait-load", type=float, help="first wait for a 1-minute load average below this"
-    )
-    parser.add_argument("--max-wait", type=float, default=900.0, help="seconds, for --wait-load")
-    args = parser.parse_args()
-
-    root = extract_subset(args.archive, args.per_class)
-    started = time.perf_counter()
-    config = DataConfig(source="folder", dir=str(root), test_split=0.1, validation_split=0.1)
-    train = load_dataset(config, seed=0).train
-    print(f"decoded {len(train)} training images in {time.perf_counter() - started:.1f} s")
-
-    waited_ok = wait_for_load(args.wait_load, args.max_wait) if args.wait_load else None
-    loads = [os.getloadavg()[0]]
-    print(f"load average at the start: {loads[0]:.2f}", flush=True)
-    methods = ("baseline", "pipeline", "device")
+def measure(
+    methods: tuple[str, ...], train: Split, args: argparse.Namespace, loads: list[float]
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[float]]]:
+    """Every method's training (and input-alone) rates and epoch spreads, repeats alternating."""
     rates: dict[str, dict[str, list[float]]] = {"train": {}, "input": {}}
     spreads: dict[str, list[float]] = {}
     for repeat in range(args.repeats):
@@ -257,12 +242,47 @@ def main() -> None:
                 flush=True,
             )
             loads.append(os.getloadavg()[0])
+    return rates, spreads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archive", type=Path, default=SHARED_ARCHIVE)
+    parser.add_argument("--per-class", type=int, default=400, help="JPEGs per class (10 classes)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--wait-load", type=float, help="first wait for a 1-minute load average below this"
+    )
+    parser.add_argument("--max-wait", type=float, default=900.0, help="seconds, for --wait-load")
+    parser.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="train every method under the machine's mixed policy (bfloat16 on a native CPU)",
+    )
+    args = parser.parse_args()
+
+    root = extract_subset(args.archive, args.per_class)
+    started = time.perf_counter()
+    config = DataConfig(source="folder", dir=str(root), test_split=0.1, validation_split=0.1)
+    train = load_dataset(config, seed=0).train
+    print(f"decoded {len(train)} training images in {time.perf_counter() - started:.1f} s")
+
+    waited_ok = wait_for_load(args.wait_load, args.max_wait) if args.wait_load else None
+    loads = [os.getloadavg()[0]]
+    print(f"load average at the start: {loads[0]:.2f}", flush=True)
+    methods = ("baseline", "pipeline", "device")
+    with precision_policy(args.mixed_precision) as policy:
+        print(f"dtype policy: {policy}", flush=True)
+        rates, spreads = measure(methods, train, args, loads)
 
     summary: dict[str, object] = {
         "images": len(train),
         "batch_size": args.batch_size,
         "timed_epochs": args.epochs,
         "repeats": args.repeats,
+        "dtype_policy": policy,
         "machine": machine(),
         "load_average": {
             "start": round(loads[0], 2),
