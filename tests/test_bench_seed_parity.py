@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from cifar_ops.cli import app
 from cifar_ops.config import load_run_config
+from cifar_ops.warehouse.store import open_store
 from tests.bench_scripts import load_bench
 from tests.conftest import REPO
 
@@ -80,6 +81,9 @@ def test_driver_runs_two_rows_and_prints_the_table_and_report(
         assert result["overfitting_gap"] == pytest.approx(
             result["train_accuracy"] - result["test_accuracy"]
         )
+        with open_store(bench.database_url(workdir)) as store:
+            last = store.epochs(result["run_id"])[-1]
+        assert result["history_gap"] == pytest.approx(last.accuracy - result["test_accuracy"])
         assert result["wall_seconds"] > 0 and result["peak_rss_mib"] > 100  # TensorFlow's child
     lines = (workdir / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["row"] for line in lines] == ["simple_cnn", "conv4_bn"]
@@ -93,7 +97,8 @@ def test_driver_runs_two_rows_and_prints_the_table_and_report(
     simple = [cell.strip() for cell in rows["simple_cnn"].strip("|").split("|")]
     assert len(simple) == len(bench.COLUMNS)
     assert simple[3] == "67.47%" and simple[4] == "+17.8"
-    assert simple[9] == "1" and simple[10].endswith(" min") and simple[11].endswith(" MiB")
+    assert simple[8] == f"{100 * results['simple_cnn']['history_gap']:+.1f}"
+    assert simple[10] == "1" and simple[11].endswith(" min") and simple[12].endswith(" MiB")
     assert bench.NO_WEIGHTS in rows["mobilenetv2"]
     assert "--set model.weights=imagenet" in rows["mobilenetv2"]
 
