@@ -223,7 +223,10 @@ def machine() -> dict[str, object]:
 def measure(
     methods: tuple[str, ...], train: Split, args: argparse.Namespace, loads: list[float]
 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[float]]]:
-    """Every method's training (and input-alone) rates and epoch spreads, repeats alternating."""
+    """Every method's training (and input-alone) rates and epoch spreads, repeats alternating.
+
+    Appends the load average after each fit to `loads`, for the summary.
+    """
     rates: dict[str, dict[str, list[float]]] = {"train": {}, "input": {}}
     spreads: dict[str, list[float]] = {}
     for repeat in range(args.repeats):
