@@ -238,13 +238,13 @@ def measure(
             for kind, value in measured.items():
                 rates[kind].setdefault(method, []).append(value)
             spreads.setdefault(method, []).append(spread)
+            loads.append(os.getloadavg()[0])
             print(
                 f"repeat {repeat + 1}: {method:8s} training {rate:6.0f} images/s "
                 f"(epoch spread {spread:.0%}), input alone {measured.get('input', math.nan):6.0f} "
-                f"images/s, load average {os.getloadavg()[0]:.2f}",
+                f"images/s, load average {loads[-1]:.2f}",
                 flush=True,
             )
-            loads.append(os.getloadavg()[0])
     return rates, spreads
 
 
