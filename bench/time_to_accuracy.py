@@ -98,26 +98,14 @@ def epoch_fitter(model, plan, dataset):
         augmentation=plan.augmentation,
         batch_size=plan.batch_size,
         seed=plan.seed,
-        first_epoch=0,
-        last_epoch=1,
         jit_compile=plan.xla if keras.backend.backend() == "tensorflow" else "auto",
+        steps_per_execution=plan.steps_per_execution,
     )
 
     def device_epoch(epoch: int) -> None:
-        feed = StepFeed(
-            dataset.train.labels,
-            batch_size=plan.batch_size,
-            seed=plan.seed,
-            first_epoch=epoch,
-            last_epoch=epoch + 1,
-        )
-        trainer.fit(
-            feed,
-            initial_epoch=epoch,
-            epochs=epoch + 1,
-            steps_per_epoch=plan.steps_per_epoch,
-            verbose=0,
-        )
+        feed = StepFeed(dataset.train.labels, batch_size=plan.batch_size, seed=plan.seed)
+        feed.epoch = epoch
+        trainer.fit(feed, initial_epoch=epoch, epochs=epoch + 1, verbose=0)
 
     return device_epoch
 

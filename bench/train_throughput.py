@@ -12,6 +12,9 @@ CIFAR-10 JPEG set:
   and each compiled step gathers its batch and augments it with `keras.ops`; the host feeds only
   indices. It has no separate input stage, so its "input alone" rate is not measured.
 
+`--steps-per-execution N` adds `device_grouped`: the device path compiled with N training steps
+per call (`train.steps_per_execution`), so the host's per-step work runs once per group.
+
 Each fit also reports its epoch spread: (slowest - fastest) / median of its timed epochs.
 
 The first epoch of each fit is a warm-up (graph tracing) and not counted; a fit's rate is the
@@ -48,7 +51,7 @@ from scipy import ndimage  # noqa: E402
 from cifar_ops import settings  # noqa: E402
 from cifar_ops.config import AugmentationConfig, DataConfig, SimpleCnnModel  # noqa: E402
 from cifar_ops.data import Split, load_dataset, make_pipeline  # noqa: E402
-from cifar_ops.data.device import DeviceTrainer, StepFeed  # noqa: E402
+from cifar_ops.data.device import DeviceTrainer, EpochFeed, StepFeed  # noqa: E402
 from cifar_ops.models import build_model  # noqa: E402
 from cifar_ops.precision import precision_policy  # noqa: E402
 
@@ -136,7 +139,7 @@ def fresh_model() -> keras.Model:
 
 
 def images_per_second(
-    method: str, split: Split, batch_size: int, epochs: int, seed: int
+    method: str, split: Split, batch_size: int, epochs: int, seed: int, group: int = 1
 ) -> tuple[float, float]:
     """Median training images/s over the epochs after the first (warm-up: tracing, cache fill).
 
@@ -149,13 +152,16 @@ def images_per_second(
     if method == "baseline":
         data = numpy_batches(split, batch_size, seed)
         model.fit(data, steps_per_epoch=steps, epochs=epochs + 1, callbacks=[timer], verbose=0)
-    elif method == "device":
+    elif method in ("device", "device_grouped"):
         trainer = DeviceTrainer(model, split.images, AUGMENTATION, seed)
-        trainer.compile(model.optimizer, model.loss, metrics=["accuracy"])
-        feed = StepFeed(
-            split.labels, batch_size=batch_size, seed=seed, first_epoch=0, last_epoch=epochs + 1
+        trainer.compile(
+            model.optimizer,
+            model.loss,
+            metrics=["accuracy"],
+            steps_per_execution=group if method == "device_grouped" else 1,
         )
-        trainer.fit(feed, steps_per_epoch=steps, epochs=epochs + 1, callbacks=[timer], verbose=0)
+        feed = StepFeed(split.labels, batch_size=batch_size, seed=seed)
+        trainer.fit(feed, epochs=epochs + 1, callbacks=[EpochFeed(feed), timer], verbose=0)
     else:
         data = make_pipeline(
             split, batch_size=batch_size, training=True, augmentation=AUGMENTATION, seed=seed
@@ -231,16 +237,18 @@ def measure(
     spreads: dict[str, list[float]] = {}
     for repeat in range(args.repeats):
         for method in methods if repeat % 2 == 0 else methods[::-1]:
-            rate, spread = images_per_second(method, train, args.batch_size, args.epochs, repeat)
+            rate, spread = images_per_second(
+                method, train, args.batch_size, args.epochs, repeat, args.steps_per_execution
+            )
             measured = {"train": rate}
-            if method != "device":
+            if not method.startswith("device"):
                 measured["input"] = input_images_per_second(method, train, args.batch_size, repeat)
             for kind, value in measured.items():
                 rates[kind].setdefault(method, []).append(value)
             spreads.setdefault(method, []).append(spread)
             loads.append(os.getloadavg()[0])
             print(
-                f"repeat {repeat + 1}: {method:8s} training {rate:6.0f} images/s "
+                f"repeat {repeat + 1}: {method:14s} training {rate:6.0f} images/s "
                 f"(epoch spread {spread:.0%}), input alone {measured.get('input', math.nan):6.0f} "
                 f"images/s, load average {loads[-1]:.2f}",
                 flush=True,
@@ -260,6 +268,12 @@ def main() -> None:
     )
     parser.add_argument("--max-wait", type=float, default=900.0, help="seconds, for --wait-load")
     parser.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=1,
+        help="above 1, also time the device path with this many steps per compiled call",
+    )
+    parser.add_argument(
         "--mixed-precision",
         action="store_true",
         help="train every method under the machine's mixed policy (bfloat16 on a native CPU)",
@@ -275,7 +289,9 @@ def main() -> None:
     waited_ok = wait_for_load(args.wait_load, args.max_wait) if args.wait_load else None
     loads = [os.getloadavg()[0]]
     print(f"load average at the start: {loads[0]:.2f}", flush=True)
-    methods = ("baseline", "pipeline", "device")
+    methods: tuple[str, ...] = ("baseline", "pipeline", "device")
+    if args.steps_per_execution > 1:
+        methods += ("device_grouped",)
     with precision_policy(args.mixed_precision) as policy:
         print(f"dtype policy: {policy}", flush=True)
         rates, spreads = measure(methods, train, args, loads)
@@ -283,6 +299,7 @@ def main() -> None:
     summary: dict[str, object] = {
         "images": len(train),
         "batch_size": args.batch_size,
+        "steps_per_execution": args.steps_per_execution,
         "timed_epochs": args.epochs,
         "repeats": args.repeats,
         "dtype_policy": policy,
@@ -299,7 +316,7 @@ def main() -> None:
     }
     for kind, label in (("train", "training"), ("input", "input alone")):
         summary[kind] = {f"{m}_images_per_s": _spread(v) for m, v in rates[kind].items()}
-        for method in (m for m in ("pipeline", "device") if m in rates[kind]):
+        for method in (m for m in methods[1:] if m in rates[kind]):
             ratios = [
                 p / b for p, b in zip(rates[kind][method], rates[kind]["baseline"], strict=True)
             ]

@@ -39,6 +39,16 @@ from cifar_ops.records import EpochRecord, RunSink
 log = logging.getLogger(__name__)
 
 
+def batches_done(batch: int, params: dict[str, Any] | None) -> int:
+    """Batches of the epoch done when Keras calls `on_train_batch_end(batch)`.
+
+    With `steps_per_execution` N Keras calls it once per group, with the group's last index,
+    which overshoots the epoch's steps in a last, shorter group.
+    """
+    steps = (params or {}).get("steps")
+    return min(batch + 1, steps) if steps else batch + 1
+
+
 @runtime_checkable
 class EpochListener(Protocol):
     """Anything that takes each finished epoch's record (the sink writer, the exporter)."""

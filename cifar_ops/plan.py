@@ -67,6 +67,7 @@ class TrainingPlan:
     pipeline: str = "host"  # host (tf.data) or device (data/device.py), `auto` resolved
     replicas: int = 1  # batch_size is the global batch, split across these (distribution.py)
     learning_rate_scale: float = 1.0  # applied to every rate in `phases` (the linear rule)
+    steps_per_execution: int = 1  # training steps per call of the compiled step
 
     @property
     def replica_batch_size(self) -> int:
@@ -124,6 +125,7 @@ def build_plan(
         monitor=stopping.monitor if stopping else "val_accuracy",
         early_stopping=stopping,
         lookahead=train.lookahead,
+        steps_per_execution=train.steps_per_execution,
         pipeline=pipeline,
         whiten_bias_epochs=(
             config.model.whiten_bias_epochs if isinstance(config.model, FastModel) else None

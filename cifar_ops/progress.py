@@ -9,6 +9,8 @@ import keras
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cifar_ops.callbacks import batches_done
+
 
 class RichProgress(keras.callbacks.Callback):
     """Shows batches of the current epoch as a bar (on a terminal); prints each epoch as a line."""
@@ -44,7 +46,8 @@ class RichProgress(keras.callbacks.Callback):
         if self.progress is not None:
             loss = (logs or {}).get("loss")
             shown = f"loss {float(loss):.4f}" if loss is not None else ""
-            self.progress.update(self.task, advance=1, loss=shown)
+            done = batches_done(batch, self.params)
+            self.progress.update(self.task, completed=done, loss=shown)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.close()

@@ -101,6 +101,7 @@ def compile_phase(model: keras.Model, plan: TrainingPlan, phase: Phase) -> None:
         loss=SparseSmoothedCrossentropy(plan.label_smoothing),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=plan.xla,
+        steps_per_execution=plan.steps_per_execution,
     )
 
 
@@ -147,7 +148,7 @@ def fit(
             phase.name, plan.train_images, [SinkWriter(sink, run_id), checkpoint, *listeners]
         )
         fitter, train_data, validation_data = _phase_inputs(
-            model, plan, dataset, (train, validation), state.epochs_done, phase_end
+            model, plan, dataset, (train, validation), state.epochs_done
         )
         with storage_guard(run_dir.root):  # best.keras, written by Keras
             fitter.fit(
@@ -155,10 +156,10 @@ def fit(
                 validation_data=validation_data,
                 initial_epoch=state.epochs_done,
                 epochs=phase_end,
-                steps_per_epoch=plan.steps_per_epoch if plan.pipeline == "device" else None,
                 callbacks=[
                     *[cb for cb in resumables.values() if cb is not best_model],
                     *epoch_setters,
+                    *_feed_setters(train_data),
                     *_weight_callbacks(model, plan, phase),
                     best_model,
                     recorder,
@@ -222,7 +223,6 @@ def _phase_inputs(
     dataset: Dataset,
     host: tuple[Any, Any],
     first_epoch: int,
-    last_epoch: int,
 ) -> tuple[keras.Model, Any, Any]:
     """What one phase fits: the model and the host pipelines, or the device trainer and feeds."""
     if plan.pipeline == "host":
@@ -237,9 +237,16 @@ def _phase_inputs(
         batch_size=plan.batch_size,
         seed=plan.seed,
         first_epoch=first_epoch,
-        last_epoch=last_epoch,
         jit_compile=plan.xla if keras.backend.backend() == "tensorflow" else "auto",
+        steps_per_execution=plan.steps_per_execution,
     )
+
+
+def _feed_setters(train_data: Any) -> list[keras.callbacks.Callback]:
+    """The device feed's epoch mover (the host pipeline's epoch is `_epoch_tracking`'s)."""
+    from cifar_ops.data.device import EpochFeed, StepFeed
+
+    return [EpochFeed(train_data)] if isinstance(train_data, StepFeed) else []
 
 
 def _phase_finished(plan: TrainingPlan, index: int, state: TrainingState) -> bool:

@@ -193,7 +193,9 @@ BATCH_SIZE = 16
 TRAIN_IMAGES = 48  # 3 batches per epoch; 16 more images are held out for validation
 
 
-def tiny_fit(callbacks: list[Any], *, epochs: int = 2, diverge: bool = False) -> Any:
+def tiny_fit(
+    callbacks: list[Any], *, epochs: int = 2, diverge: bool = False, steps_per_execution: int = 1
+) -> Any:
     """`model.fit` of a one-layer classifier on random data (seconds on a CPU); its History.
 
     As in `training.fit`, the engine's `EpochRecorder` goes first and hands each epoch's record to
@@ -220,6 +222,7 @@ def tiny_fit(callbacks: list[Any], *, epochs: int = 2, diverge: bool = False) ->
         optimizer=keras.optimizers.SGD(learning_rate=0.05),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
     )
     return model.fit(
         x[:TRAIN_IMAGES],

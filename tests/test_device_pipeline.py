@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from cifar_ops.checkpoints import RunDirectory
 from cifar_ops.config import AugmentationConfig
-from cifar_ops.data.device import DeviceTrainer, StepFeed, epoch_order
+from cifar_ops.data.device import DeviceTrainer, EpochFeed, StepFeed, epoch_order
 from cifar_ops.data.device_augment import augment, stateless_uniform
 from cifar_ops.data.device_rule import DEVICE_BYTES_LIMIT, resolve_pipeline
 from cifar_ops.data.draws import (
@@ -121,14 +121,16 @@ def test_the_stream_differs_across_steps_and_epochs_and_repeats_across_runs() ->
     np.testing.assert_array_equal(at(3), at(3))
     assert not np.allclose(at(3), at(4))
     labels = np.arange(50) % 5
-    feed = StepFeed(labels, batch_size=16, seed=7, first_epoch=0, last_epoch=2)
-    assert len(feed) == 2 * 4
-    first, second = feed[0][0], feed[4][0]
-    assert first["step"][0] == 0 and second["step"][0] == 4 and second["epoch"][0] == 1
-    assert not np.array_equal(first["index"], second["index"])  # epochs reshuffle
+    feed = StepFeed(labels, batch_size=16, seed=7)
+    assert len(feed) == 4  # one epoch per pass
+    first = feed[0][0]
     epoch_one = np.concatenate([feed[k][0]["index"] for k in range(4)])
     assert sorted(epoch_one) == list(range(50))  # each image once per epoch
-    resumed = StepFeed(labels, batch_size=16, seed=7, first_epoch=1, last_epoch=2)
+    feed.epoch = 1  # what EpochFeed does at the next epoch's start
+    second = feed[0][0]
+    assert first["step"][0] == 0 and second["step"][0] == 4 and second["epoch"][0] == 1
+    assert not np.array_equal(first["index"], second["index"])  # epochs reshuffle
+    resumed = StepFeed(labels, batch_size=16, seed=7, epoch=1)
     np.testing.assert_array_equal(resumed[0][0]["index"], second["index"])
     np.testing.assert_array_equal(epoch_order(7, 1, 50), epoch_order(7, 1, 50))
 
@@ -210,11 +212,11 @@ def test_flip_crop_and_cutout_compile_into_an_xla_step_and_tf_refuses_xla_with_g
         augmentation=aug,
         batch_size=16,
         seed=1,
-        first_epoch=0,
-        last_epoch=2,
         jit_compile=True,
     )
-    history = trainer.fit(feed, validation_data=validation, epochs=2, steps_per_epoch=4, verbose=0)
+    history = trainer.fit(
+        feed, validation_data=validation, epochs=2, callbacks=[EpochFeed(feed)], verbose=0
+    )
     assert all(np.isfinite(history.history["loss"]))
     geometry = tiny_config(
         data={"pipeline": "device"}, augmentation={"rotation": 10}, train={"xla": True}
@@ -272,3 +274,47 @@ def test_a_keras_backend_the_engine_does_not_support_is_a_config_error(
     model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten()])
     with pytest.raises(ConfigError, match="KERAS_BACKEND='torch' is not supported: use one of"):
         build_plan(tiny_config(data={"pipeline": "device"}), model, train_images=100)
+
+
+@pytest.mark.parametrize("pipeline", ["device", "host"])
+def test_grouped_steps_train_the_same_epochs_and_weights_as_single_steps(pipeline: str) -> None:
+    """10 steps an epoch in groups of 4 (4, 4, 2): a last, shorter group ends each epoch."""
+    if pipeline == "host" and keras.backend.backend() != "tensorflow":
+        pytest.skip("the host (tf.data) path runs on TensorFlow only")
+    sink = MemorySink()
+    calls: dict[int, list[int]] = {}
+
+    class BatchCalls(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            calls.setdefault(self.model.steps_per_execution, []).append(batch)
+
+    def run(group: int) -> tuple[list[float], list[np.ndarray], str]:
+        config = tiny_config(
+            data={"pipeline": pipeline},
+            augmentation={"flip": True, "crop_padding": 2},
+            train={"epochs": 2, "steps_per_execution": group},
+        )
+        run_id = f"{pipeline}-group-{group}"
+        outcome = execute(config, sink=sink, run_id=run_id, callbacks=[BatchCalls()])
+        assert outcome.status == "succeeded"
+        model = keras.models.load_model(outcome.model_path)
+        return [r.loss for r in sink.history(run_id)], model.get_weights(), config.config_hash()
+
+    single, grouped = run(1), run(4)
+    assert calls[1] == list(range(10)) * 2
+    assert calls[4] == [3, 7, 11] * 2  # Keras names each group by its last index
+    assert len(grouped[0]) == 2
+    assert grouped[0] == pytest.approx(single[0], rel=1e-5)
+    for a, b in zip(single[1], grouped[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert grouped[2] == single[2]  # grouping computes the same run: the same resume key
+
+
+def test_grouped_steps_are_refused_with_callbacks_that_act_after_every_step() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="train.lookahead must act after every step"):
+        tiny_config(train={"steps_per_execution": 8, "lookahead": {}})
+    fast = {"name": "fast", "whiten": True, "whiten_bias_epochs": 3}
+    with pytest.raises(ValidationError, match="model.whiten_bias_epochs must act after every"):
+        tiny_config(model=fast, train={"steps_per_execution": 8})

@@ -167,7 +167,7 @@ def exported_names() -> set[str]:
     """Every sample name a run exports once it has finished an epoch (as Prometheus stores it)."""
     metrics = RunMetrics(run_start())
     metrics.record_epoch(EpochMetrics(1, 2.0, 0.2, 2.1, 0.25, 0.01, 3.0, 100.0))
-    metrics.count_batch()
+    metrics.count_batches()
     text_ = generate_latest(metrics.registry).decode()
     return {s.name for f in text_string_to_metric_families(text_) for s in f.samples}
 

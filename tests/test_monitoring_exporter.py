@@ -94,6 +94,18 @@ def test_metrics_follow_each_epoch_of_a_real_fit(exporter: MetricsCallback) -> N
     assert len(scraper.scrapes) == 2
 
 
+def test_grouped_steps_count_every_batch_once(exporter: MetricsCallback) -> None:
+    """Two steps per compiled call over three batches: Keras reports batch 1, then 3 (past the
+    epoch's last batch, 2); the counter still rises by three an epoch."""
+    scraper = ScrapeAtEpochEnd(exporter)
+    tiny_fit([exporter, scraper], epochs=2, steps_per_execution=2)
+    steps = TRAIN_IMAGES // BATCH_SIZE
+    counted = [
+        samples(text, exporter.run_id)["cifar_ops_batches_total"] for _, text in scraper.scrapes
+    ]
+    assert counted == [steps, 2 * steps]
+
+
 def test_run_info_carries_identity_labels(exporter: MetricsCallback) -> None:
     (info,) = [
         f

@@ -339,6 +339,10 @@ class TrainConfig(Strict):
     # With a per-replica batch over N replicas, every learning rate of the config is multiplied
     # by N (the linear scaling rule); false keeps the rates as written.
     scale_learning_rate: bool = True
+    # Training steps per call of the compiled step: the host's per-step work (Python, the feed,
+    # callbacks) runs once per group. The same batches and weights as 1 (so unhashed), but
+    # per-batch callbacks run once per group: refused with lookahead and whiten_bias_epochs.
+    steps_per_execution: Annotated[int, Field(ge=1, le=10_000)] = 1
 
     @model_validator(mode="before")
     @classmethod
@@ -469,6 +473,26 @@ class RunConfig(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _grouped_steps_keep_per_step_callbacks(self) -> RunConfig:
+        """Lookahead and the whitening-bias freeze act after every step, which a group of
+        steps per call would skip."""
+        group = self.train.steps_per_execution
+        if group == 1:
+            return self
+        per_step = []
+        if self.train.lookahead is not None:
+            per_step.append(("train.lookahead", "remove train.lookahead"))
+        if isinstance(self.model, FastModel) and self.model.whiten_bias_epochs is not None:
+            per_step.append(("model.whiten_bias_epochs", "remove model.whiten_bias_epochs"))
+        if per_step:
+            key, fix = per_step[0]
+            raise ValueError(
+                f"train.steps_per_execution {group} runs callbacks once per group of steps, and "
+                f"{key} must act after every step: set train.steps_per_execution: 1 or {fix}"
+            )
+        return self
+
     def config_hash(self) -> str:
         """Stable SHA-256 of what the run computes (not where it runs or how it is watched)."""
         return dump_hash(self.model_dump(mode="json"))
@@ -480,6 +504,9 @@ def dump_hash(dump: dict[str, Any]) -> str:
     payload = {key: value for key, value in dump.items() if key not in _UNHASHED}
     # data.archive says where the (checksummed) archive is fetched from, not what is computed
     payload["data"] = {k: v for k, v in payload.get("data", {}).items() if k != "archive"}
+    # train.steps_per_execution groups the same steps into fewer calls: the same weights
+    if isinstance(payload.get("train"), dict):
+        payload["train"] = {k: v for k, v in payload["train"].items() if k != "steps_per_execution"}
     for (section, key), unchanged in _HASHED_WHEN_CHANGED.items():
         part = payload.get(section)
         if isinstance(part, dict) and key in part and part[key] == unchanged:

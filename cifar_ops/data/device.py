@@ -34,31 +34,27 @@ def first_flips(count: int, seed: int) -> np.ndarray:
 
 
 class StepFeed(keras.utils.PyDataset):
-    """Index batches of epochs `first_epoch` .. `last_epoch - 1`, one stream across them.
+    """Index batches of one epoch, `epoch` (0-based), which `EpochFeed` moves on each epoch.
 
-    Each element is ({index, step, epoch}, labels); fit with `steps_per_epoch`, so Keras keeps
-    iterating the one stream instead of restarting it each epoch.
+    Each element is ({index, step, epoch}, labels). One pass is one epoch, so Keras ends each
+    epoch on the feed's own end: with `steps_per_execution` a last, shorter group of steps ends
+    the epoch instead of running into the next one.
     """
 
-    def __init__(
-        self, labels: np.ndarray, *, batch_size: int, seed: int, first_epoch: int, last_epoch: int
-    ):
+    def __init__(self, labels: np.ndarray, *, batch_size: int, seed: int, epoch: int = 0):
         super().__init__()
         self.labels, self.batch_size, self.seed = labels, batch_size, seed
-        self.first_epoch, self.last_epoch = first_epoch, last_epoch
+        self.epoch = epoch
         self.steps_per_epoch = -(-len(labels) // batch_size)
         self._order: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return (self.last_epoch - self.first_epoch) * self.steps_per_epoch
+        return self.steps_per_epoch
 
-    def __getitem__(self, item: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        epoch = self.first_epoch + item // self.steps_per_epoch
-        position = item % self.steps_per_epoch
-        if self._order is None or self._order[0] != epoch:
-            self._order = (epoch, epoch_order(self.seed, epoch, len(self.labels)))
+    def __getitem__(self, position: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        epoch, order = self._epoch_order()
         start = position * self.batch_size
-        index = self._order[1][start : start + self.batch_size].astype("int32")
+        index = order[start : start + self.batch_size].astype("int32")
         step = epoch * self.steps_per_epoch + position
         inputs = {
             "index": index,
@@ -66,6 +62,25 @@ class StepFeed(keras.utils.PyDataset):
             "epoch": np.full(len(index), epoch, "int32"),
         }
         return inputs, self.labels[index]
+
+    def _epoch_order(self) -> tuple[int, np.ndarray]:
+        """The current epoch and its order, read as one tuple (a feed thread may call this)."""
+        cached, epoch = self._order, self.epoch
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, epoch_order(self.seed, epoch, len(self.labels)))
+            self._order = cached
+        return cached
+
+
+class EpochFeed(keras.callbacks.Callback):
+    """Moves a `StepFeed` to each epoch Keras begins, before the epoch's first batch is read."""
+
+    def __init__(self, feed: StepFeed):
+        super().__init__()
+        self.feed = feed
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.feed.epoch = epoch
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -138,23 +153,19 @@ def device_inputs(
     augmentation: AugmentationConfig,
     batch_size: int,
     seed: int,
-    first_epoch: int,
-    last_epoch: int,
+    first_epoch: int = 0,
     jit_compile: bool | str = "auto",
+    steps_per_execution: int = 1,
 ) -> tuple[DeviceTrainer, StepFeed, ArrayBatches]:
-    """The trainer compiled like `model` (its optimizer, loss) and the feeds for `fit`."""
+    """The trainer compiled like `model` (its optimizer, loss) and the feeds for `fit`, which
+    also takes `EpochFeed(feed)` as a callback."""
     trainer = DeviceTrainer(model, train.images, augmentation, seed)
     trainer.compile(
         optimizer=model.optimizer,
         loss=model.loss,
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
-    feed = StepFeed(
-        train.labels,
-        batch_size=batch_size,
-        seed=seed,
-        first_epoch=first_epoch,
-        last_epoch=last_epoch,
-    )
+    feed = StepFeed(train.labels, batch_size=batch_size, seed=seed, epoch=first_epoch)
     return trainer, feed, ArrayBatches(validation, batch_size)

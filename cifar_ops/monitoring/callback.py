@@ -18,6 +18,7 @@ from typing import Any
 import keras
 
 from cifar_ops import settings
+from cifar_ops.callbacks import batches_done
 from cifar_ops.config import MonitoringConfig
 from cifar_ops.errors import MonitoringError
 from cifar_ops.monitoring.metrics import EpochMetrics, RunMetrics
@@ -52,6 +53,7 @@ class MetricsCallback(keras.callbacks.Callback):
         self.pushgateway = pushgateway
         self.final_scrape_max_seconds = final_scrape_max_seconds
         self.finished_status: str | None = None
+        self._counted = 0  # batches of the current epoch already counted
         self.server: MetricsServer | None = None
         if port is not None:
             self.server = MetricsServer(
@@ -78,8 +80,15 @@ class MetricsCallback(keras.callbacks.Callback):
 
     # --- Keras hook and the engine's epoch record -----------------------------------------------
 
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._counted = 0
+
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        self.metrics.count_batch()
+        """Count the batches done since the last call: a group of them under
+        `train.steps_per_execution`."""
+        done = batches_done(batch, self.params)
+        self.metrics.count_batches(done - self._counted)
+        self._counted = done
 
     def on_epoch_record(self, record: EpochRecord) -> None:
         """Export a finished epoch as the warehouse records it, and push it."""

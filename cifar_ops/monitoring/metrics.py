@@ -112,8 +112,8 @@ class RunMetrics:
         for state in STATUSES:
             self.status.labels(**self.labels, status=state).set(1 if state == status else 0)
 
-    def count_batch(self) -> None:
-        self.batches.labels(**self.labels).inc()
+    def count_batches(self, count: int = 1) -> None:
+        self.batches.labels(**self.labels).inc(count)
 
     def record_epoch(self, epoch: EpochMetrics) -> None:
         """Export a finished epoch. NaN stays NaN (a diverged run must show, not vanish)."""
