@@ -318,3 +318,7 @@ def test_grouped_steps_are_refused_with_callbacks_that_act_after_every_step() ->
     fast = {"name": "fast", "whiten": True, "whiten_bias_epochs": 3}
     with pytest.raises(ValidationError, match="model.whiten_bias_epochs must act after every"):
         tiny_config(model=fast, train={"steps_per_execution": 8})
+    both = "train.lookahead and model.whiten_bias_epochs must act after every step"
+    with pytest.raises(ValidationError, match=both):
+        tiny_config(model=fast, train={"steps_per_execution": 2, "lookahead": {}})
+    tiny_config(model=fast, train={"steps_per_execution": 1, "lookahead": {}})  # one step: fine

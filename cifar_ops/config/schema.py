@@ -478,18 +478,17 @@ class RunConfig(Strict):
         """Lookahead and the whitening-bias freeze act after every step, which a group of
         steps per call would skip."""
         group = self.train.steps_per_execution
-        if group == 1:
-            return self
         per_step = []
         if self.train.lookahead is not None:
-            per_step.append(("train.lookahead", "remove train.lookahead"))
+            per_step.append("train.lookahead")
         if isinstance(self.model, FastModel) and self.model.whiten_bias_epochs is not None:
-            per_step.append(("model.whiten_bias_epochs", "remove model.whiten_bias_epochs"))
-        if per_step:
-            key, fix = per_step[0]
+            per_step.append("model.whiten_bias_epochs")
+        if group > 1 and per_step:
+            keys = " and ".join(per_step)
             raise ValueError(
                 f"train.steps_per_execution {group} runs callbacks once per group of steps, and "
-                f"{key} must act after every step: set train.steps_per_execution: 1 or {fix}"
+                f"{keys} must act after every step: set train.steps_per_execution: 1 or remove "
+                f"{keys}"
             )
         return self
 
