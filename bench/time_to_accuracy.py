@@ -103,8 +103,8 @@ def epoch_fitter(model, plan, dataset):
     )
 
     def device_epoch(epoch: int) -> None:
-        feed = StepFeed(dataset.train.labels, batch_size=plan.batch_size, seed=plan.seed)
-        feed.epoch = epoch
+        labels = dataset.train.labels
+        feed = StepFeed(labels, batch_size=plan.batch_size, seed=plan.seed, epoch=epoch)
         trainer.fit(feed, initial_epoch=epoch, epochs=epoch + 1, verbose=0)
 
     return device_epoch
