@@ -431,6 +431,9 @@ class ResourcesConfig(Strict):
 # Sections that say where or how a run is watched, not what it computes: left out of the hash
 # (but for `resources.gpus` where it changes the math, hashed as "replicas": see `dump_hash`).
 _UNHASHED = {"experiment", "description", "monitoring", "executor", "resources"}
+# Keys that never change what is computed: data.archive says where the (checksummed) archive is
+# fetched from; train.steps_per_execution groups the same steps into fewer calls.
+_UNHASHED_KEYS = {("data", "archive"), ("train", "steps_per_execution")}
 # Keys added after runs were recorded, with the value that computes what those runs computed:
 # hashed only when set to something else, so an older config keeps its hash (and its resume).
 _HASHED_WHEN_CHANGED: dict[tuple[str, str], Any] = {
@@ -501,11 +504,11 @@ def dump_hash(dump: dict[str, Any]) -> str:
     """`RunConfig.config_hash` of a config's JSON dump (`model_dump(mode="json")`), which may be
     one a run directory stored under an older schema."""
     payload = {key: value for key, value in dump.items() if key not in _UNHASHED}
-    # data.archive says where the (checksummed) archive is fetched from, not what is computed
-    payload["data"] = {k: v for k, v in payload.get("data", {}).items() if k != "archive"}
-    # train.steps_per_execution groups the same steps into fewer calls: the same weights
-    if isinstance(payload.get("train"), dict):
-        payload["train"] = {k: v for k, v in payload["train"].items() if k != "steps_per_execution"}
+    payload.setdefault("data", {})  # hashed as an empty section when a dump lacks it
+    for section, key in _UNHASHED_KEYS:
+        part = payload.get(section)
+        if isinstance(part, dict) and key in part:
+            payload[section] = {k: v for k, v in part.items() if k != key}
     for (section, key), unchanged in _HASHED_WHEN_CHANGED.items():
         part = payload.get(section)
         if isinstance(part, dict) and key in part and part[key] == unchanged:
