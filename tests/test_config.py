@@ -159,6 +159,18 @@ def test_bad_configs_name_file_key_and_allowed(
     assert info.value.exit_code == 2
 
 
+def test_a_check_across_sections_reads_as_its_own_message(tmp_path: Path) -> None:
+    """A whole-config check names its keys itself: no placeholder location before it."""
+    path = write(
+        tmp_path,
+        "experiment: x\nmodel: {name: vgg10}\ntrain: {epochs: 5}\n"
+        "schedule: {name: piecewise, stages: [{epochs: 2, learning_rate: 0.1}]}",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: schedule.stages cover 2 epochs but train.epochs is 5"
+
+
 def test_missing_file_and_base_cycle(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")

@@ -54,14 +54,15 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], prefix
         if isinstance(given, str):
             given = redact_url(given)  # a refused URL may carry a password
         shown = "" if isinstance(given, dict) or kind == "missing" else f"got {given!r}: "
-        lines.append(f"{key}: {shown}{message}")
+        lines.append(f"{key}: {shown}{message}" if key else f"{shown}{message}")
     return "\n".join(lines)
 
 
 def _dotted(prefix: str, keys: Sequence[str | int]) -> str:
+    """The dotted key; empty for a check across sections, whose message names its own keys."""
     if keys:
         return prefix + ".".join(str(k) for k in keys)
-    return prefix.rstrip(".") or "(top)"
+    return prefix.rstrip(".")
 
 
 def _without_refused_members(errors: list[ErrorDetails], model: type[BaseModel]) -> list[Any]:
