@@ -151,7 +151,14 @@ def images_per_second(
     steps = -(-len(split) // batch_size)
     if method == "baseline":
         data = numpy_batches(split, batch_size, seed)
-        model.fit(data, steps_per_epoch=steps, epochs=epochs + 1, callbacks=[timer], verbose=0)
+        model.fit(
+            data,
+            steps_per_epoch=steps,
+            epochs=epochs + 1,
+            callbacks=[timer],
+            verbose=0,
+            shuffle=False,
+        )
     elif method in ("device", "device_grouped"):
         trainer = DeviceTrainer(model, split.images, AUGMENTATION, seed)
         trainer.compile(
@@ -161,12 +168,14 @@ def images_per_second(
             steps_per_execution=group if method == "device_grouped" else 1,
         )
         feed = StepFeed(split.labels, batch_size=batch_size, seed=seed)
-        trainer.fit(feed, epochs=epochs + 1, callbacks=[EpochFeed(feed), timer], verbose=0)
+        trainer.fit(
+            feed, epochs=epochs + 1, callbacks=[EpochFeed(feed), timer], verbose=0, shuffle=False
+        )
     else:
         data = make_pipeline(
             split, batch_size=batch_size, training=True, augmentation=AUGMENTATION, seed=seed
         )
-        model.fit(data, epochs=epochs + 1, callbacks=[timer], verbose=0)
+        model.fit(data, epochs=epochs + 1, callbacks=[timer], verbose=0, shuffle=False)
     timed = timer.seconds[1:]
     median = statistics.median(timed)
     return len(split) / median, (max(timed) - min(timed)) / median
@@ -256,20 +265,30 @@ def measure(
     return rates, spreads
 
 
+def positive(text: str) -> int:
+    """A count flag's value: a whole number of at least 1 (0 would time nothing)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archive", type=Path, default=SHARED_ARCHIVE)
-    parser.add_argument("--per-class", type=int, default=400, help="JPEGs per class (10 classes)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--per-class", type=positive, default=400, help="JPEGs per class (10 classes)"
+    )
+    parser.add_argument("--batch-size", type=positive, default=64)
+    parser.add_argument("--epochs", type=positive, default=3, help="timed epochs after the warm-up")
+    parser.add_argument("--repeats", type=positive, default=3)
     parser.add_argument(
         "--wait-load", type=float, help="first wait for a 1-minute load average below this"
     )
     parser.add_argument("--max-wait", type=float, default=900.0, help="seconds, for --wait-load")
     parser.add_argument(
         "--steps-per-execution",
-        type=int,
+        type=positive,
         default=1,
         help="above 1, also time the device path with this many steps per compiled call",
     )

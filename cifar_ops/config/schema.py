@@ -341,7 +341,8 @@ class TrainConfig(Strict):
     scale_learning_rate: bool = True
     # Training steps per call of the compiled step: the host's per-step work (Python, the feed,
     # callbacks) runs once per group. The same batches and weights as 1 (so unhashed), but
-    # per-batch callbacks run once per group: refused with lookahead and whiten_bias_epochs.
+    # per-batch callbacks run once per group: refused with lookahead and whiten_bias_epochs;
+    # a stop signal or a NaN loss is noticed at the end of a group, up to N-1 steps late.
     steps_per_execution: Annotated[int, Field(ge=1, le=10_000)] = 1
 
     @model_validator(mode="before")
