@@ -43,7 +43,8 @@ def batches_done(batch: int, params: dict[str, Any] | None) -> int:
     """Batches of the epoch done when Keras calls `on_train_batch_end(batch)`.
 
     With `steps_per_execution` N Keras calls it once per group, with the group's last index,
-    which overshoots the epoch's steps in a last, shorter group.
+    which overshoots the epoch's steps in a last, shorter group. Both data paths give Keras
+    the epoch's length; without one, a last group would be counted as full.
     """
     steps = (params or {}).get("steps")
     return min(batch + 1, steps) if steps else batch + 1
