@@ -31,6 +31,13 @@ TINY_SETS = [
 ]
 
 
+def markdown_table(out: str) -> tuple[list[str], dict[str, str]]:
+    """The printed table's header cells, and its rows (as printed) by their first cell."""
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    return header, {line.split("|")[1].strip(): line for line in table[2:]}
+
+
 def test_every_row_has_a_config_and_a_seed_figure() -> None:
     bench = load_bench("seed_parity")
     for row in bench.ROWS:
@@ -89,10 +96,8 @@ def test_driver_runs_two_rows_and_prints_the_table_and_report(
     assert [json.loads(line)["row"] for line in lines] == ["simple_cnn", "conv4_bn"]
 
     out = capsys.readouterr().out
-    table = [line for line in out.splitlines() if line.startswith("|")]
-    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    header, rows = markdown_table(out)
     assert header == list(bench.COLUMNS)
-    rows = {line.split("|")[1].strip(): line for line in table[2:]}
     assert set(rows) == {"simple_cnn", "conv4_bn", "mobilenetv2"}
     simple = [cell.strip() for cell in rows["simple_cnn"].strip("|").split("|")]
     assert len(simple) == len(bench.COLUMNS)
@@ -126,8 +131,7 @@ def test_driver_runs_two_rows_and_prints_the_table_and_report(
     assert bench.main(["--table", "--workdir", str(workdir)]) == results  # trains nothing
     lines = (workdir / "results.jsonl").read_text().splitlines()
     assert len(lines) == 2
-    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
-    every = {line.split("|")[1].strip(): line for line in table[2:]}
+    _, every = markdown_table(capsys.readouterr().out)
     assert set(every) == {row.name for row in bench.ROWS}
     assert every["simple_cnn"] == rows["simple_cnn"]
     assert every["vgg10"].rstrip(" |").endswith("not run")
