@@ -41,7 +41,7 @@ Each row runs as `python bench/seed_parity.py --only ROW` (seed budget = the see
 | custom_cnn | custom_cnn.yaml, up to 40 epochs | 38.9M | 44 (measured 43.9) |
 | vgg10 | vgg10.yaml, 30 epochs, bfloat16 | 33.5M | 35 (measured 34.2) |
 | resnet20 | resnet20.yaml, seed budget 60 epochs | 40.8M | 110-130 |
-| resnet20_fast | resnet20_fast.yaml, 30 epochs, bfloat16 | 40.8M | 35 (measured 34.6) |
+| resnet20_fast | resnet20_fast.yaml, 40 epochs, bfloat16 | 40.8M | 40 (measured 40.1) |
 | resnet_wide | resnet_wide.yaml, seed budget 35 epochs | 360.5M | ~570 |
 | resnet_wide_fast | resnet_wide_fast.yaml, 20 epochs, bfloat16 | 360.5M | 80 (measured 78.5) |
 
