@@ -9,26 +9,21 @@ import json
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from cifar_ops.warehouse.synthetic import CIFAR10_CLASSES
 from tests.bench_scripts import load_bench
-
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+from tests.test_data_fixtures import write_image
 
 
 def tiny_archive(tmp_path: Path, per_class: int) -> Path:
-    """The shared archive's layout, `train/<class>/<NNNN>.jpg`, with noise images."""
-    rng = np.random.default_rng(0)
+    """The shared archive's layout, `train/<class>/<NNNN>.jpg`, one solid colour per class."""
     archive = tmp_path / "tiny.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        for name in CLASSES:
+        for number, name in enumerate(CIFAR10_CLASSES):
             for index in range(per_class + 1):  # one more than the bench takes
                 path = tmp_path / "jpeg" / name / f"{index:04d}.jpg"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(path)
+                write_image(path, (25 * number, 100, 200 - 20 * number), size=(32, 32))
                 tar.add(path, arcname=f"train/{name}/{index:04d}.jpg")
     return archive
 
