@@ -10,7 +10,8 @@ warehouse's epoch rows), wall time and the child's peak resident memory (`os.wai
 data default is the 50,000 shared JPEGs (`data.source=folder`, `data.dir=.cache/data`): 20% held
 out as test with the config's fixed seed, the rest split into train and validation. Results are
 appended to `<workdir>/results.jsonl`; the Markdown table printed at the end (for bench/RESULTS.md
-and the README) holds each row's latest result, so rows can be run one invocation at a time.
+and the README) holds each row's latest result, so rows can be run one invocation at a time. A
+SIGTERM (`kill`) to this script stops the row's training child too and records nothing for it.
 The printed `cifar-ops report` command puts every parity run on one page (seed 004's comparison
 table: test accuracy, loss, overfitting gap, parameters). Transfer rows are not run: they need
 ImageNet weights, which cannot be downloaded here; their line gives the command a user with
@@ -67,10 +68,13 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +178,28 @@ def user_command(row: Row, sets: list[str]) -> str:
     return shlex.join(words)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def stopping_with_this_script(child: subprocess.Popen[bytes]) -> Iterator[list[int]]:
+    """A SIGTERM or SIGHUP to this script stops the training child too (as SIGTERM: `cifar-ops
+    run` saves its checkpoint and exits 143, resumable). Without it, `kill` on the bench left its
+    child training unseen beside the next row. Yields the signals received."""
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        child.send_signal(signal.SIGTERM)
+
+    previous = {number: signal.signal(number, forward) for number in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def run_row(row: Row, sets: list[str], workdir: Path) -> dict[str, Any]:
     """Train one row in a child process; its headline numbers, epochs, wall time and peak RSS."""
     from cifar_ops.warehouse.store import open_store
@@ -193,8 +219,16 @@ def run_row(row: Row, sets: list[str], workdir: Path) -> dict[str, Any]:
         open(logs / f"{row.name}.log", "wb") as err,
     ):
         child = subprocess.Popen(run_command(row, sets, run_id), stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
+        with stopping_with_this_script(child) as received:
+            _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
+    if received:  # a stopped row is no result: the table keeps the row's last one
+        print(
+            f"{row.name}: stopped by {signal.Signals(received[0]).name}; its run {run_id} exited "
+            f"{child.returncode} (log {logs / row.name}.log)",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + received[0])
     seconds = time.perf_counter() - start
     result: dict[str, Any] = {
         "row": row.name,

@@ -7,6 +7,7 @@ row from the results file without training. No accuracy is asserted."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -135,3 +136,48 @@ def test_driver_runs_two_rows_and_prints_the_table_and_report(
     assert set(every) == {row.name for row in bench.ROWS}
     assert every["simple_cnn"] == rows["simple_cnn"]
     assert every["vgg10"].rstrip(" |").endswith("not run")
+
+
+# a stand-in for `cifar-ops run`: says it is ready, then stops on SIGTERM the way run does (143)
+SIGTERM_CHILD = """
+import pathlib, signal, sys, time
+marks = pathlib.Path(sys.argv[1])
+signal.signal(signal.SIGTERM, lambda *_: (marks.joinpath("stopped").touch(), sys.exit(143)))
+marks.joinpath("ready").touch()
+time.sleep(20)
+"""
+
+
+def test_a_sigterm_to_the_bench_stops_its_training_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kill` on the bench once left its child training on, unseen, beside the next row."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    bench = load_bench("seed_parity")
+    command = [sys.executable, "-c", SIGTERM_CHILD, str(tmp_path)]
+    monkeypatch.setattr(bench, "run_command", lambda *_args: command)
+    ignore = lambda *_: None  # noqa: E731 - without the bench's handler the kill must not end pytest
+    before = signal.signal(signal.SIGTERM, ignore)
+
+    def kill_when_ready() -> None:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=kill_when_ready)
+    killer.start()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            bench.main(["--only", "simple_cnn", "--workdir", str(tmp_path / "work")])
+        assert signal.getsignal(signal.SIGTERM) is ignore  # the bench put back what it found
+    finally:
+        killer.join()
+        signal.signal(signal.SIGTERM, before)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert (tmp_path / "stopped").exists()  # the child got the signal and exited on it
+    assert not (tmp_path / "work/results.jsonl").exists()  # a stopped row records no result
