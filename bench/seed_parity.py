@@ -41,7 +41,7 @@ Each row runs as `python bench/seed_parity.py --only ROW` (seed budget = the see
 | conv4_bn | conv4_sgd.yaml, 40 epochs, bfloat16 | 25.0M | 20-27 (measured 21.1) |
 | custom_cnn | custom_cnn.yaml, up to 40 epochs | 38.9M | 44 (measured 43.9) |
 | vgg10 | vgg10.yaml, 30 epochs, bfloat16 | 33.5M | 20-27 (measured 34.2, an upper bound) |
-| resnet20 | resnet20.yaml, the seed's 60 epochs | 40.8M | 110-130 (measured 65.3) |
+| resnet20 | resnet20.yaml, the seed's 60 epochs | 40.8M | 110-130 (measured 62.9-65.3) |
 | resnet20_fast | resnet20_fast.yaml, 40 epochs, bfloat16 | 40.8M | 40 (measured 40.1) |
 | resnet_wide | resnet_wide.yaml, seed budget 35 epochs | 360.5M | ~570 |
 | resnet_wide_fast | resnet_wide_fast.yaml, 20 epochs, bfloat16 | 360.5M | 80 (measured 78.5) |
