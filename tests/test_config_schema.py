@@ -174,7 +174,8 @@ def test_model_errors_name_the_family_s_keys(tmp_path: Path, model: str, expecte
 # conv4_sgd.yaml (one-cycle nesterov SGD, then cutout 8 and 40 epochs), vgg10.yaml (dropout
 # 0.1, then one-cycle SGD), custom_cnn.yaml (dropout 0.1), resnet20_fast.yaml (cutout 8, then 40
 # epochs), resnet20.yaml (one-cycle SGD in the seed's 60 epochs, then a 5% validation split) and
-# resnet_wide_fast.yaml (20 epochs) were re-pinned when their recipes changed; their old contents still hash to the old pins.
+# resnet_wide_fast.yaml (20 epochs) were re-pinned when their recipes changed; their old contents
+# still hash to the old pins.
 PINNED_HASHES = {
     "conv4_sgd.yaml": "2840ee1a509185528c0414cc018e4f31f0e8a11e71e96ddbf9dbe84f55d11072",
     "custom_cnn.yaml": "a845cf180f69d8aec85b2ba67874614a0175c2b3c3913105b627b5caac200a40",
