@@ -18,23 +18,27 @@ done
 [[ -n "$archive" ]] || { echo "no cifar10-train-jpeg.tar.gz: set ARCHIVE=" >&2; exit 2; }
 [[ -d "$here/wheels" ]] || { echo "no $here/wheels: run bench/gpu/prepare.sh first" >&2; exit 2; }
 
+# Into a folder on PYTHONPATH, not a venv: the machine's python3 is itself a venv
+# (/opt/torch/.venv), and a venv made from it with --system-site-packages sees the base
+# interpreter's packages, not that venv's jax.
 mkdir -p "$work"
-"$python" -m venv --system-site-packages "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet --no-index --no-deps --find-links "$here/wheels" \
-  -r "$here/wheels/pins.txt"
-"$work/venv/bin/python" -m pip install --quiet --no-index --no-deps "$here"/wheels/cifar_ops-*.whl
+site="$work/site"
+rm -rf "$site"
+"$python" -m pip install --quiet --no-index --no-deps --no-compile --target "$site" \
+  --find-links "$here/wheels" -r "$here/wheels/pins.txt" "$here"/wheels/cifar_ops-*.whl
+export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 if [[ ! -f "$work/data/.complete" ]]; then
   mkdir -p "$work/data" && tar -xzf "$archive" -C "$work/data" && touch "$work/data/.complete"
 fi
 data_dir="$(dirname "$(find "$work/data" -mindepth 2 -name '*.jpg' -print -quit)")/.."
 
 export KERAS_BACKEND=jax CIFAR_OPS_DATA_CACHE="$work/cache"
-"$work/venv/bin/python" -c "import jax; print('devices:', jax.devices())"
-"$work/venv/bin/python" "$repo/bench/time_to_accuracy.py" \
+"$python" -c "import jax; print('devices:', jax.devices())"
+"$python" "$repo/bench/time_to_accuracy.py" \
   --config "$repo/jobs/configs/fast_gpu.yaml" --target 0.94 \
   --set data.source=folder --set "data.dir=$data_dir" --set data.pipeline=device "$@" \
   | tee "$work/result.log"
-"$work/venv/bin/python" - "$work/result.log" <<'PY'
+"$python" - "$work/result.log" <<'PY'
 import json, sys
 result = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")][-1]
 print(f"backend {result['backend']}, {result['pipeline']} path, {result['train_images']} images")
