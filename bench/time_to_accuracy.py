@@ -4,7 +4,8 @@ trained in the same run: airbench's measure ("94% in 3.3 s on one A100") for the
 Each config goes through the product's own parts: `load_dataset` (the held-out test split),
 `build_model`, `fit_to_data` (whitening), `compile_phase` (optimizer, schedule, loss, XLA) under
 its precision policy, the config's data path (`make_pipeline`, or on `data.pipeline: device` the
-trainer that augments inside the compiled step, which also runs on KERAS_BACKEND=jax), and
+trainer that augments inside the compiled step, which also runs on KERAS_BACKEND=jax), the
+run's per-step weight callbacks (`train.lookahead`, `model.whiten_bias_epochs`), and
 `predict_split` with the config's test-time augmentation. Only the fit is timed, one epoch at a
 time; held-out accuracy is scored after each epoch outside the clock. The first epoch includes
 tracing/XLA compilation, so the report also gives the total with the first epoch counted at the
@@ -50,16 +51,8 @@ def time_config(path: Path, overrides: list[str], target: float) -> dict:
     dataset = load_dataset(config.data, config.seed)
     epochs: list[dict] = []
     with precision_policy(config.train.mixed_precision):
-        model = build_model(
-            config.model,
-            input_shape=dataset.train.images.shape[1:],
-            num_classes=len(dataset.class_names),
-        )
-        plan = build_plan(config, model, train_images=len(dataset.train.labels))
-        training.apply_l2(model, plan.l2, plan.shift_l2)
-        fit_to_data(model, dataset.train.images)
-        training.compile_phase(model, plan, plan.phases[0])
-        fit_epoch = epoch_fitter(model, plan, dataset)
+        model, plan = compiled_model(config, dataset)
+        fit_epoch = epoch_fitter(model, plan, dataset, training.weight_callbacks(model, plan))
         for epoch in range(config.train.epochs):
             start = time.perf_counter()
             fit_epoch(epoch)
@@ -72,8 +65,24 @@ def time_config(path: Path, overrides: list[str], target: float) -> dict:
     return {"pipeline": plan.pipeline, "backend": keras.backend.backend(), **summary}
 
 
-def epoch_fitter(model, plan, dataset):
-    """A function that trains one more epoch on the plan's data path (host or device)."""
+def compiled_model(config, dataset):
+    """The config's model, built, whitened and compiled for its first phase, and its plan."""
+    model = build_model(
+        config.model,
+        input_shape=dataset.train.images.shape[1:],
+        num_classes=len(dataset.class_names),
+    )
+    plan = build_plan(config, model, train_images=len(dataset.train.labels))
+    training.apply_l2(model, plan.l2, plan.shift_l2)
+    fit_to_data(model, dataset.train.images)
+    training.compile_phase(model, plan, plan.phases[0])
+    return model, plan
+
+
+def epoch_fitter(model, plan, dataset, callbacks=()):
+    """A function that trains one more epoch on the plan's data path (host or device), with
+    `callbacks`: the run's per-step weight callbacks (lookahead, the whitening-bias freeze), so
+    the bench times and scores the recipe the config describes."""
     if plan.pipeline == "host":
         from cifar_ops.data import make_pipeline
 
@@ -86,7 +95,14 @@ def epoch_fitter(model, plan, dataset):
         )
 
         def host_epoch(epoch: int) -> None:
-            model.fit(train, initial_epoch=epoch, epochs=epoch + 1, verbose=0, shuffle=False)
+            model.fit(
+                train,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                verbose=0,
+                shuffle=False,
+                callbacks=list(callbacks),
+            )
 
         return host_epoch
     from cifar_ops.data.device import StepFeed, device_inputs
@@ -105,7 +121,9 @@ def epoch_fitter(model, plan, dataset):
     def device_epoch(epoch: int) -> None:
         labels = dataset.train.labels
         feed = StepFeed(labels, batch_size=plan.batch_size, seed=plan.seed, epoch=epoch)
-        trainer.fit(feed, initial_epoch=epoch, epochs=epoch + 1, verbose=0)
+        trainer.fit(
+            feed, initial_epoch=epoch, epochs=epoch + 1, verbose=0, callbacks=list(callbacks)
+        )
 
     return device_epoch
 

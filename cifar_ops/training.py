@@ -160,7 +160,7 @@ def fit(
                     *[cb for cb in resumables.values() if cb is not best_model],
                     *epoch_setters,
                     *_feed_setters(train_data),
-                    *_weight_callbacks(model, plan, phase),
+                    *weight_callbacks(model, plan, phase),
                     best_model,
                     recorder,
                     keras.callbacks.TerminateOnNaN(),
@@ -318,10 +318,12 @@ def _phase_callbacks(
     return resumables
 
 
-def _weight_callbacks(
-    model: keras.Model, plan: TrainingPlan, phase: Phase
+def weight_callbacks(
+    model: keras.Model, plan: TrainingPlan, phase: Phase | None = None
 ) -> list[keras.callbacks.Callback]:
-    """Lookahead, then the whitening-bias freeze (so a sync cannot move a frozen bias)."""
+    """Lookahead, then the whitening-bias freeze (so a sync cannot move a frozen bias), for
+    `phase` (default: the plan's first)."""
+    phase = phase or plan.phases[0]
     found: list[keras.callbacks.Callback] = []
     if plan.lookahead is not None:
         found.append(

@@ -77,3 +77,51 @@ train: {epochs: 2, batch_size: 32}
         assert all(0.0 <= e["accuracy"] <= 1.0 and e["seconds"] > 0 for e in result["epochs"])
         assert result["train_images"] > 0 and result["params"] > 0
         assert result["images_per_second"] > 0
+
+
+@pytest.mark.parametrize("pipeline", ["host", "device"])
+def test_bench_applies_the_configs_per_step_weight_callbacks(tmp_path: Path, pipeline: str) -> None:
+    """`model.whiten_bias_epochs` (and lookahead) act through callbacks; without them the bench
+    would time a different recipe than the config says. The whitened stem's bias moves in the
+    first epoch and then stays; the control fitter, given no callbacks, keeps moving it."""
+    import numpy as np
+
+    from cifar_ops.config import load_run_config
+    from cifar_ops.data import load_dataset
+    from cifar_ops.models.whitening import PatchWhitening
+    from cifar_ops.training import weight_callbacks
+
+    bench = load_bench("time_to_accuracy")
+    path = tmp_path / "frozen.yaml"
+    path.write_text(
+        f"""
+experiment: bench-freeze
+seed: 5
+data: {{source: synthetic, synthetic_images: 200, num_classes: 4, image_size: 16,
+        pipeline: {pipeline}}}
+augmentation: {{flip: true}}
+model: {{name: fast, widths: [8, 8, 8], whiten: true, whiten_bias_epochs: 1}}
+optimizer: {{name: sgd, learning_rate: 0.05, momentum: 0.85, nesterov: true}}
+train: {{epochs: 3, batch_size: 32, lookahead: {{every: 2}}}}
+"""
+    )
+    config = load_run_config(path, [])
+    dataset = load_dataset(config.data, config.seed)
+
+    def stem_biases(with_callbacks: bool) -> list[np.ndarray]:
+        model, plan = bench.compiled_model(config, dataset)
+        callbacks = weight_callbacks(model, plan) if with_callbacks else []
+        stem = next(layer for layer in model.layers if isinstance(layer, PatchWhitening))
+        fit_epoch = bench.epoch_fitter(model, plan, dataset, callbacks)
+        seen = [np.array(stem.bias)]
+        for epoch in range(3):
+            fit_epoch(epoch)
+            seen.append(np.array(stem.bias))
+        return seen
+
+    frozen = stem_biases(with_callbacks=True)
+    assert not np.allclose(frozen[0], frozen[1])  # trained in epoch 1
+    np.testing.assert_array_equal(frozen[1], frozen[2])
+    np.testing.assert_array_equal(frozen[1], frozen[3])
+    free = stem_biases(with_callbacks=False)
+    assert not np.allclose(free[1], free[3])
