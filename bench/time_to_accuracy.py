@@ -52,7 +52,8 @@ def time_config(path: Path, overrides: list[str], target: float) -> dict:
     epochs: list[dict] = []
     with precision_policy(config.train.mixed_precision):
         model, plan = compiled_model(config, dataset)
-        fit_epoch = epoch_fitter(model, plan, dataset, training.weight_callbacks(model, plan))
+        callbacks = training.weight_callbacks(model, plan, plan.phases[0])
+        fit_epoch = epoch_fitter(model, plan, dataset, callbacks)
         for epoch in range(config.train.epochs):
             start = time.perf_counter()
             fit_epoch(epoch)

@@ -319,11 +319,9 @@ def _phase_callbacks(
 
 
 def weight_callbacks(
-    model: keras.Model, plan: TrainingPlan, phase: Phase | None = None
+    model: keras.Model, plan: TrainingPlan, phase: Phase
 ) -> list[keras.callbacks.Callback]:
-    """Lookahead, then the whitening-bias freeze (so a sync cannot move a frozen bias), for
-    `phase` (default: the plan's first)."""
-    phase = phase or plan.phases[0]
+    """Lookahead, then the whitening-bias freeze (so a sync cannot move a frozen bias)."""
     found: list[keras.callbacks.Callback] = []
     if plan.lookahead is not None:
         found.append(

@@ -110,7 +110,7 @@ train: {{epochs: 3, batch_size: 32, lookahead: {{every: 2}}}}
 
     def stem_biases(with_callbacks: bool) -> list[np.ndarray]:
         model, plan = bench.compiled_model(config, dataset)
-        callbacks = weight_callbacks(model, plan) if with_callbacks else []
+        callbacks = weight_callbacks(model, plan, plan.phases[0]) if with_callbacks else []
         stem = next(layer for layer in model.layers if isinstance(layer, PatchWhitening))
         fit_epoch = bench.epoch_fitter(model, plan, dataset, callbacks)
         seen = [np.array(stem.bias)]
