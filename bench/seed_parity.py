@@ -11,7 +11,11 @@ data default is the 50,000 shared JPEGs (`data.source=folder`, `data.dir=.cache/
 out as test with the config's fixed seed, the rest split into train and validation. Results are
 appended to `<workdir>/results.jsonl`; the Markdown table printed at the end (for bench/RESULTS.md
 and the README) holds each row's latest result, so rows can be run one invocation at a time. A
-SIGTERM (`kill`) to this script stops the row's training child too and records nothing for it.
+SIGTERM (`kill`) to this script stops the row's training child too (it checkpoints and exits 143)
+and records no result for it, only the stopped segment's wall time and memory in
+`<workdir>/segments.jsonl`; `--resume RUN_ID` continues that run from its checkpoint, so a row
+longer than one sitting (resnet_wide's 35 epochs) trains over several, and its result counts the
+wall time of every segment and the highest peak memory among them.
 The printed `cifar-ops report` command puts every parity run on one page (seed 004's comparison
 table: test accuracy, loss, overfitting gap, parameters). Transfer rows are not run: they need
 ImageNet weights, which cannot be downloaded here; their line gives the command a user with
@@ -22,6 +26,7 @@ weights runs.
     python bench/seed_parity.py --only resnet20_fast --set train.epochs=20
     python bench/seed_parity.py --plan                           # commands and estimates only
     python bench/seed_parity.py --table                          # every row's latest result
+    python bench/seed_parity.py --only resnet_wide --resume RUN_ID  # after a `kill`: continue
 
 Plan for the long runs on the 2-core CPU, one row at a time (nothing else training). Estimates
 scale bench/RESULTS.md's measured ResNet-20 epoch (100-130 s for 32,000 train + 8,000 validation
@@ -200,11 +205,13 @@ def stopping_with_this_script(child: subprocess.Popen[bytes]) -> Iterator[list[i
             signal.signal(number, handler)
 
 
-def run_row(row: Row, sets: list[str], workdir: Path) -> dict[str, Any]:
-    """Train one row in a child process; its headline numbers, epochs, wall time and peak RSS."""
+def run_row(row: Row, sets: list[str], workdir: Path, resume: str | None = None) -> dict[str, Any]:
+    """Train one row in a child process (continuing run `resume` from its checkpoint); its
+    headline numbers, epochs, wall time and peak RSS, both over every segment of the run."""
     from cifar_ops.warehouse.store import open_store
 
-    run_id = uuid.uuid4().hex
+    earlier = earlier_segments(workdir, row, sets, resume) if resume else []
+    run_id = resume or uuid.uuid4().hex
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {
@@ -222,21 +229,28 @@ def run_row(row: Row, sets: list[str], workdir: Path) -> dict[str, Any]:
         with stopping_with_this_script(child) as received:
             _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
-    if received:  # a stopped row is no result: the table keeps the row's last one
-        print(
-            f"{row.name}: stopped by {signal.Signals(received[0]).name}; its run {run_id} exited "
-            f"{child.returncode} (log {logs / row.name}.log)",
-            file=sys.stderr,
-        )
-        raise SystemExit(128 + received[0])
-    seconds = time.perf_counter() - start
-    result: dict[str, Any] = {
+    segment: dict[str, Any] = {
         "row": row.name,
         "run_id": run_id,
         "exit_code": child.returncode,
-        "wall_seconds": round(seconds, 1),
+        "wall_seconds": round(time.perf_counter() - start, 1),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is KiB on Linux
         "sets": sets,
+    }
+    if received:  # a stopped row is no result (the table keeps the row's last one), a segment
+        with open(workdir / "segments.jsonl", "a") as log:
+            log.write(json.dumps(segment) + "\n")
+        print(
+            f"{row.name}: stopped by {signal.Signals(received[0]).name}; its run {run_id} exited "
+            f"{child.returncode} (log {logs / row.name}.log); continue it with --only {row.name} "
+            f"--resume {run_id} and the same --set options",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + received[0])
+    result = segment | {
+        "wall_seconds": round(sum(s["wall_seconds"] for s in [*earlier, segment]), 1),
+        "peak_rss_mib": max(s["peak_rss_mib"] for s in [*earlier, segment]),
+        "segments": len(earlier) + 1,
     }
     payload = (logs / f"{row.name}.json").read_text()
     if child.returncode != 0 or not payload.strip():
@@ -261,6 +275,26 @@ def run_row(row: Row, sets: list[str], workdir: Path) -> dict[str, Any]:
         "param_count": outcome["param_count"],
     }
     return result
+
+
+def earlier_segments(workdir: Path, row: Row, sets: list[str], run_id: str) -> list[dict[str, Any]]:
+    """The stopped segments of run `run_id` recorded in this workdir; refuses a run of another
+    row, other --set options (another config: `cifar-ops run` would not resume it) or none."""
+    path = workdir / "segments.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    segments = [s for s in map(json.loads, lines) if s["run_id"] == run_id]
+    if not segments:
+        raise SystemExit(
+            f"--resume {run_id}: no stopped segment of that run in {path}; the run ids a `kill` "
+            f"stopped are listed there"
+        )
+    first = segments[0]
+    if first["row"] != row.name or first["sets"] != sets:
+        raise SystemExit(
+            f"--resume {run_id}: that run is row {first['row']} with --set "
+            f"{' '.join(first['sets'])}; resume it with the same row and --set options"
+        )
+    return segments
 
 
 def database_url(workdir: Path) -> str:
@@ -347,6 +381,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     )
     parser.add_argument("--data-dir", type=Path, default=Path(".cache/data"))
     parser.add_argument("--workdir", type=Path, default=Path(".cache/seed-parity"))
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="continue this stopped run (from <workdir>/segments.jsonl) of the one --only row",
+    )
     parser.add_argument("--plan", action="store_true", help="print the commands, train nothing")
     parser.add_argument(
         "--table",
@@ -356,6 +395,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     )
     args = parser.parse_args(argv)
     rows = select(args.only)
+    if args.resume and (len(rows) != 1 or rows[0].transfer_sets):
+        raise SystemExit(
+            "--resume continues one run: name its row (not a transfer row) with --only"
+        )
     sets = data_sets(args.data_dir.resolve()) + args.sets
     workdir = args.workdir.resolve()
     if args.plan:
@@ -368,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     for row in rows:
         if row.transfer_sets:
             continue
-        result = run_row(row, sets, workdir)
+        result = run_row(row, sets, workdir, args.resume)
         print(json.dumps(result), flush=True)
         with open(workdir / "results.jsonl", "a") as log:
             log.write(json.dumps(result) + "\n")

@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -148,17 +149,18 @@ time.sleep(20)
 """
 
 
-def test_a_sigterm_to_the_bench_stops_its_training_child(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`kill` on the bench once left its child training on, unseen, beside the next row."""
+def stop_a_row_with_sigterm(
+    bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> int:
+    """Run the bench on `argv` with a stand-in child, SIGTERM the bench once the child is up;
+    the bench's exit code."""
     import signal
     import sys
     import threading
     import time
 
-    bench = load_bench("seed_parity")
     command = [sys.executable, "-c", SIGTERM_CHILD, str(tmp_path)]
+    real_command = bench.run_command
     monkeypatch.setattr(bench, "run_command", lambda *_args: command)
     ignore = lambda *_: None  # noqa: E731 - without the bench's handler the kill must not end pytest
     before = signal.signal(signal.SIGTERM, ignore)
@@ -173,11 +175,67 @@ def test_a_sigterm_to_the_bench_stops_its_training_child(
     killer.start()
     try:
         with pytest.raises(SystemExit) as stopped:
-            bench.main(["--only", "simple_cnn", "--workdir", str(tmp_path / "work")])
+            bench.main(argv)
         assert signal.getsignal(signal.SIGTERM) is ignore  # the bench put back what it found
     finally:
         killer.join()
         signal.signal(signal.SIGTERM, before)
-    assert stopped.value.code == 128 + signal.SIGTERM
+    monkeypatch.setattr(bench, "run_command", real_command)
+    assert isinstance(stopped.value.code, int)
+    return stopped.value.code
+
+
+def test_a_sigterm_to_the_bench_stops_its_training_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`kill` on the bench once left its child training on, unseen, beside the next row."""
+    import signal
+
+    bench = load_bench("seed_parity")
+    argv = ["--only", "simple_cnn", "--workdir", str(tmp_path / "work")]
+    assert stop_a_row_with_sigterm(bench, tmp_path, monkeypatch, argv) == 128 + signal.SIGTERM
     assert (tmp_path / "stopped").exists()  # the child got the signal and exited on it
     assert not (tmp_path / "work/results.jsonl").exists()  # a stopped row records no result
+    (segment,) = map(json.loads, (tmp_path / "work/segments.jsonl").read_text().splitlines())
+    assert segment["row"] == "simple_cnn" and segment["exit_code"] == 143
+    assert segment["wall_seconds"] > 0 and segment["peak_rss_mib"] > 0
+
+
+def test_resume_continues_a_stopped_run_and_counts_every_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row longer than one sitting: stopped once, then `--resume RUN_ID` trains the same run
+    id to the end; the result adds the segments' wall time and keeps the highest peak memory."""
+    bench = load_bench("seed_parity")
+    workdir = tmp_path / "work"
+    argv = ["--only", "simple_cnn", "--workdir", str(workdir)]
+    for item in TINY_SETS:
+        argv += ["--set", item]
+    stop_a_row_with_sigterm(bench, tmp_path, monkeypatch, argv)
+    (stopped,) = map(json.loads, (workdir / "segments.jsonl").read_text().splitlines())
+    run_id = stopped["run_id"]
+
+    with pytest.raises(SystemExit, match="same row and --set options"):
+        bench.main([*argv, "--set", "train.epochs=2", "--resume", run_id])
+    with pytest.raises(SystemExit, match="no stopped segment"):
+        bench.main([*argv, "--resume", "0" * 32])
+    with pytest.raises(SystemExit, match="one run"):
+        bench.main([*argv[:1], "simple_cnn,vgg10", *argv[2:], "--resume", run_id])
+
+    commands: list[list[str]] = []
+    real_command = bench.run_command
+
+    def recorded_command(*args: Any) -> list[str]:
+        commands.append(real_command(*args))
+        return commands[-1]
+
+    monkeypatch.setattr(bench, "run_command", recorded_command)
+    results = bench.main([*argv, "--resume", run_id])
+    assert commands and commands[0][commands[0].index("--run-id") + 1] == run_id
+    result = results["simple_cnn"]
+    assert result["status"] == "succeeded" and result["run_id"] == run_id
+    assert result["segments"] == 2 and result["epochs"] == 1
+    last_segment = result["wall_seconds"] - stopped["wall_seconds"]
+    assert last_segment > 0
+    assert result["peak_rss_mib"] >= stopped["peak_rss_mib"]  # the highest of the two
+    assert result["peak_rss_mib"] > 100  # TensorFlow's child
