@@ -249,7 +249,8 @@ def run_row(row: Row, sets: list[str], workdir: Path, resume: str | None = None)
         raise SystemExit(128 + received[0])
     result = segment | {
         "wall_seconds": round(sum(s["wall_seconds"] for s in [*earlier, segment]), 1),
-        "peak_rss_mib": max(s["peak_rss_mib"] for s in [*earlier, segment]),
+        # a segment written by hand (its bench died unrecorded: SIGKILL) may not know its peak
+        "peak_rss_mib": max(s["peak_rss_mib"] or 0 for s in [*earlier, segment]),
         "segments": len(earlier) + 1,
     }
     payload = (logs / f"{row.name}.json").read_text()

@@ -215,6 +215,9 @@ def test_resume_continues_a_stopped_run_and_counts_every_segment(
     (stopped,) = map(json.loads, (workdir / "segments.jsonl").read_text().splitlines())
     run_id = stopped["run_id"]
 
+    (workdir / "segments.jsonl").write_text(  # a sitting whose bench died unrecorded, by hand
+        json.dumps(stopped) + "\n" + json.dumps(stopped | {"peak_rss_mib": None}) + "\n"
+    )
     with pytest.raises(SystemExit, match="same row and --set options"):
         bench.main([*argv, "--set", "train.epochs=2", "--resume", run_id])
     with pytest.raises(SystemExit, match="no stopped segment"):
@@ -234,8 +237,8 @@ def test_resume_continues_a_stopped_run_and_counts_every_segment(
     assert commands and commands[0][commands[0].index("--run-id") + 1] == run_id
     result = results["simple_cnn"]
     assert result["status"] == "succeeded" and result["run_id"] == run_id
-    assert result["segments"] == 2 and result["epochs"] == 1
-    last_segment = result["wall_seconds"] - stopped["wall_seconds"]
+    assert result["segments"] == 3 and result["epochs"] == 1
+    last_segment = result["wall_seconds"] - 2 * stopped["wall_seconds"]
     assert last_segment > 0
     assert result["peak_rss_mib"] >= stopped["peak_rss_mib"]  # the highest of the two
     assert result["peak_rss_mib"] > 100  # TensorFlow's child
