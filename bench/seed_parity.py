@@ -224,7 +224,7 @@ def run_row(row: Row, sets: list[str], workdir: Path, resume: str | None = None)
     start = time.perf_counter()
     with (
         open(logs / f"{row.name}.json", "wb") as out,
-        open(logs / f"{row.name}.log", "wb") as err,
+        open(logs / f"{row.name}.log", "ab" if resume else "wb") as err,  # a resume adds on
     ):
         child = subprocess.Popen(run_command(row, sets, run_id), stdout=out, stderr=err, env=env)
         with stopping_with_this_script(child) as received:

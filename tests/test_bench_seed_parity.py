@@ -233,7 +233,10 @@ def test_resume_continues_a_stopped_run_and_counts_every_segment(
         return commands[-1]
 
     monkeypatch.setattr(bench, "run_command", recorded_command)
+    first_sitting = (workdir / "logs/simple_cnn.log").read_bytes() + b"first sitting\n"
+    (workdir / "logs/simple_cnn.log").write_bytes(first_sitting)
     results = bench.main([*argv, "--resume", run_id])
+    assert (workdir / "logs/simple_cnn.log").read_bytes().startswith(first_sitting)  # kept
     assert commands and commands[0][commands[0].index("--run-id") + 1] == run_id
     result = results["simple_cnn"]
     assert result["status"] == "succeeded" and result["run_id"] == run_id
