@@ -239,8 +239,7 @@ def run_row(row: Row, sets: list[str], workdir: Path, resume: str | None = None)
         "sets": sets,
     }
     if received:  # a stopped row is no result (the table keeps the row's last one), a segment
-        with open(workdir / "segments.jsonl", "a") as log:
-            log.write(json.dumps(segment) + "\n")
+        append_jsonl(workdir / "segments.jsonl", segment)
         print(
             f"{row.name}: stopped by {signal.Signals(received[0]).name}; its run {run_id} exited "
             f"{child.returncode} (log {logs / row.name}.log); continue it with --only {row.name} "
@@ -283,8 +282,7 @@ def earlier_segments(workdir: Path, row: Row, sets: list[str], run_id: str) -> l
     """The stopped segments of run `run_id` recorded in this workdir; refuses a run of another
     row, other --set options (another config: `cifar-ops run` would not resume it) or none."""
     path = workdir / "segments.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    segments = [s for s in map(json.loads, lines) if s["run_id"] == run_id]
+    segments = [s for s in read_jsonl(path) if s["run_id"] == run_id]
     if not segments:
         raise SystemExit(
             f"--resume {run_id}: no stopped segment of that run in {path}; the run ids a `kill` "
@@ -297,6 +295,16 @@ def earlier_segments(workdir: Path, row: Row, sets: list[str], run_id: str) -> l
             f"{' '.join(first['sets'])}; resume it with the same row and --set options"
         )
     return segments
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file this bench appends to (none before the first)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as log:
+        log.write(json.dumps(record) + "\n")
 
 
 def database_url(workdir: Path) -> str:
@@ -345,9 +353,7 @@ def markdown_table(rows: list[Row], results: dict[str, dict[str, Any]]) -> str:
 
 def latest_results(workdir: Path) -> dict[str, dict[str, Any]]:
     """Each row's latest recorded result in this workdir."""
-    path = workdir / "results.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return {result["row"]: result for result in map(json.loads, lines)}
+    return {result["row"]: result for result in read_jsonl(workdir / "results.jsonl")}
 
 
 def report_command(workdir: Path, results: dict[str, dict[str, Any]]) -> str | None:
@@ -415,8 +421,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             continue
         result = run_row(row, sets, workdir, args.resume)
         print(json.dumps(result), flush=True)
-        with open(workdir / "results.jsonl", "a") as log:
-            log.write(json.dumps(result) + "\n")
+        append_jsonl(workdir / "results.jsonl", result)
     return print_results(rows, workdir)
 
 

@@ -243,5 +243,5 @@ def test_resume_continues_a_stopped_run_and_counts_every_segment(
     assert result["segments"] == 3 and result["epochs"] == 1
     last_segment = result["wall_seconds"] - 2 * stopped["wall_seconds"]
     assert last_segment > 0
-    assert result["peak_rss_mib"] >= stopped["peak_rss_mib"]  # the highest of the two
+    assert result["peak_rss_mib"] >= stopped["peak_rss_mib"]  # the highest sitting's
     assert result["peak_rss_mib"] > 100  # TensorFlow's child
