@@ -86,13 +86,16 @@ def epoch_fitter(model, plan, dataset, callbacks=()):
     the bench times and scores the recipe the config describes."""
     if plan.pipeline == "host":
         from cifar_ops.data import make_pipeline
+        from cifar_ops.data.pipeline import EpochSetter, epoch_variable
 
+        counter = epoch_variable()
         train = make_pipeline(
             dataset.train,
             batch_size=plan.batch_size,
             training=True,
             augmentation=plan.augmentation,
             seed=plan.seed,
+            epoch=counter,
         )
 
         def host_epoch(epoch: int) -> None:
@@ -102,7 +105,7 @@ def epoch_fitter(model, plan, dataset, callbacks=()):
                 epochs=epoch + 1,
                 verbose=0,
                 shuffle=False,
-                callbacks=list(callbacks),
+                callbacks=[EpochSetter(counter), *callbacks],
             )
 
         return host_epoch

@@ -52,6 +52,7 @@ from cifar_ops import settings  # noqa: E402
 from cifar_ops.config import AugmentationConfig, DataConfig, SimpleCnnModel  # noqa: E402
 from cifar_ops.data import Split, load_dataset, make_pipeline  # noqa: E402
 from cifar_ops.data.device import DeviceTrainer, EpochFeed, StepFeed  # noqa: E402
+from cifar_ops.data.pipeline import EpochSetter, epoch_variable  # noqa: E402
 from cifar_ops.models import build_model  # noqa: E402
 from cifar_ops.precision import precision_policy  # noqa: E402
 
@@ -172,10 +173,17 @@ def images_per_second(
             feed, epochs=epochs + 1, callbacks=[EpochFeed(feed), timer], verbose=0, shuffle=False
         )
     else:
+        counter = epoch_variable()
         data = make_pipeline(
-            split, batch_size=batch_size, training=True, augmentation=AUGMENTATION, seed=seed
+            split,
+            batch_size=batch_size,
+            training=True,
+            augmentation=AUGMENTATION,
+            seed=seed,
+            epoch=counter,
         )
-        model.fit(data, epochs=epochs + 1, callbacks=[timer], verbose=0, shuffle=False)
+        setter = EpochSetter(counter)
+        model.fit(data, epochs=epochs + 1, callbacks=[setter, timer], verbose=0, shuffle=False)
     timed = timer.seconds[1:]
     median = statistics.median(timed)
     return len(split) / median, (max(timed) - min(timed)) / median
@@ -187,7 +195,12 @@ def input_images_per_second(method: str, split: Split, batch_size: int, seed: in
         batches: Iterator = numpy_batches(split, batch_size, seed)
     else:
         dataset = make_pipeline(
-            split, batch_size=batch_size, training=True, augmentation=AUGMENTATION, seed=seed
+            split,
+            batch_size=batch_size,
+            training=True,
+            augmentation=AUGMENTATION,
+            seed=seed,
+            epoch=epoch_variable(),  # one epoch's order and draws, repeated: the same work
         )
         batches = iter(dataset.repeat())
     next(batches)  # warm-up: tracing, threads

@@ -183,8 +183,9 @@ def fit(
 
 
 def _epoch_tracking(plan: TrainingPlan, first_epoch: int) -> tuple[Any, list[Any]]:
-    """The host pipeline's epoch variable (an alternating flip's parity) and its setter; none
-    on the device path, whose steps are fed their epoch (and which imports no TensorFlow)."""
+    """The host pipeline's epoch variable (its order and augmentation are keyed by it) and its
+    setter; none on the device path, whose steps are fed their epoch (and which imports no
+    TensorFlow)."""
     if plan.pipeline != "host":
         return None, []
     from cifar_ops.data.pipeline import EpochSetter, epoch_variable

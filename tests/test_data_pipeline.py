@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,6 +13,7 @@ from cifar_ops.config import AugmentationConfig, DataConfig
 from cifar_ops.data import Split, load_dataset, make_pipeline
 from cifar_ops.data.affine import affine_transforms, apply_transforms
 from cifar_ops.data.augment import augment_batch
+from cifar_ops.data.pipeline import EpochSetter, epoch_variable
 from cifar_ops.errors import ConfigError
 from tests.test_data_fixtures import make_folder, write_image
 
@@ -71,7 +73,10 @@ def test_evaluation_pipeline_keeps_order_and_pixels() -> None:
 
 def test_training_pipeline_shuffles_with_the_seed_and_augments_only_when_asked() -> None:
     data = load_dataset(SYNTHETIC, seed=0)
-    plain = [make_pipeline(data.train, batch_size=64, training=True, seed=s) for s in (5, 5, 6)]
+    plain = [
+        make_pipeline(data.train, batch_size=64, training=True, seed=s, epoch=epoch_variable())
+        for s in (5, 5, 6)
+    ]
     firsts = [next(iter(p))[1].numpy() for p in plain]
     assert np.array_equal(firsts[0], firsts[1]) and not np.array_equal(firsts[0], firsts[2])
     seen = np.concatenate([x.numpy() for x, _ in plain[0]])
@@ -89,7 +94,12 @@ def test_training_pipeline_shuffles_with_the_seed_and_augments_only_when_asked()
         cutout=4,
     )
     augmented = make_pipeline(
-        data.train, batch_size=64, training=True, augmentation=augmentation, seed=5
+        data.train,
+        batch_size=64,
+        training=True,
+        augmentation=augmentation,
+        seed=5,
+        epoch=epoch_variable(),
     )
     images, labels = next(iter(augmented))
     assert images.shape == (64, 16, 16, 3) and images.dtype.name == "float32"
@@ -103,18 +113,25 @@ def test_training_pipeline_shuffles_with_the_seed_and_augments_only_when_asked()
     assert np.array_equal(first, data.train.images[:64].astype(np.float32))
 
 
+def _training_pipeline(split: Split, augmentation: AugmentationConfig) -> tf.data.Dataset:
+    """Epoch 0 of a training pipeline over `split` in batches of 64, seed 0."""
+    return make_pipeline(
+        split, batch_size=64, training=True, augmentation=augmentation, epoch=epoch_variable()
+    )
+
+
 def test_pad_crop_shifts_each_image_within_the_padding_and_cutout_zeroes_a_square() -> None:
     image = np.arange(8 * 8, dtype=np.uint8).reshape(8, 8, 1).repeat(3, axis=2) * 3 + 10
     split = Split(np.repeat(image[None], 64, axis=0), np.zeros(64, dtype=np.int64))
     crop = AugmentationConfig(crop_padding=2)
-    crops = next(iter(make_pipeline(split, batch_size=64, training=True, augmentation=crop)))[0]
+    crops = next(iter(_training_pipeline(split, crop)))[0]
     padded = np.pad(image, ((2, 2), (2, 2), (0, 0)), mode="reflect").astype(np.float32)
     windows = {padded[r : r + 8, c : c + 8].tobytes() for r in range(5) for c in range(5)}
     assert all(c.tobytes() in windows for c in crops.numpy())
     assert len({c.tobytes() for c in crops.numpy()}) > 5  # offsets drawn per image
 
     cut = AugmentationConfig(cutout=3)
-    cuts = next(iter(make_pipeline(split, batch_size=64, training=True, augmentation=cut)))[0]
+    cuts = next(iter(_training_pipeline(split, cut)))[0]
     zeros = (cuts.numpy() == 0).all(axis=-1).sum(axis=(1, 2))
     assert zeros.max() == 9 and zeros.min() >= 1  # a 3x3 square, clipped at the border
 
@@ -158,10 +175,95 @@ def test_the_resampling_pass_runs_only_when_rotation_shift_or_zoom_is_set() -> N
 
 def _first_batches(split: Split, augmentation: AugmentationConfig, seed: int) -> list[np.ndarray]:
     """The first batch of two successive epochs of one training pipeline."""
+    epoch = epoch_variable()
     pipeline = make_pipeline(
-        split, batch_size=len(split), training=True, augmentation=augmentation, seed=seed
+        split,
+        batch_size=len(split),
+        training=True,
+        augmentation=augmentation,
+        seed=seed,
+        epoch=epoch,
     )
-    return [next(iter(pipeline))[0].numpy() for _ in range(2)]
+    firsts = []
+    for number in range(2):
+        epoch.assign(number)
+        firsts.append(next(iter(pipeline))[0].numpy())
+    return firsts
+
+
+AUGMENTED = AugmentationConfig(flip=True, rotation=10, width_shift=0.1, crop_padding=2, cutout=3)
+
+
+def _epoch_batches(pipeline: tf.data.Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(x.numpy(), y.numpy()) for x, y in pipeline]
+
+
+def test_a_training_pass_is_keyed_by_its_epoch_not_by_the_passes_before_it() -> None:
+    """A resumed process builds a new pipeline: its epoch k must be the epoch k an uninterrupted
+    run saw (tf.data's pass-counting streams started over and replayed epoch 0 instead)."""
+    data = load_dataset(SYNTHETIC, seed=0)
+
+    def pipeline(first_epoch: int) -> tuple[tf.data.Dataset, tf.Variable]:
+        epoch = epoch_variable(first_epoch)
+        built = make_pipeline(
+            data.train, batch_size=48, training=True, augmentation=AUGMENTED, seed=7, epoch=epoch
+        )
+        return built, epoch
+
+    uninterrupted, epoch = pipeline(0)
+    passes = []
+    for number in range(3):
+        epoch.assign(number)
+        passes.append(_epoch_batches(uninterrupted))
+    resumed, _ = pipeline(2)
+    for (pixels, labels), (again_pixels, again_labels) in zip(
+        passes[2], _epoch_batches(resumed), strict=True
+    ):
+        assert np.array_equal(labels, again_labels) and np.array_equal(pixels, again_pixels)
+    orders = [np.concatenate([labels for _, labels in batches]) for batches in passes]
+    assert len(orders[0]) == len(data.train)  # every image once, the last batch short
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    assert not np.array_equal(passes[0][0][0], passes[1][0][0])  # new draws each epoch
+
+
+def test_a_resumed_fit_trains_on_the_epochs_an_uninterrupted_fit_would() -> None:
+    """Through Keras: `fit(initial_epoch=2)` on a fresh pipeline sees epochs 2 and 3 exactly as
+    one four-epoch fit does, EpochSetter keying each pass."""
+    count = 40
+    split = Split(np.zeros((count, 8, 8, 3), np.uint8), np.arange(count))
+
+    def fit_and_record(initial_epoch: int) -> list[np.ndarray]:
+        epoch = epoch_variable(initial_epoch)
+        pipeline = make_pipeline(split, batch_size=16, training=True, seed=3, epoch=epoch)
+        inputs = keras.Input((8, 8, 3))
+        model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
+        model.compile(optimizer="sgd", loss="mse", run_eagerly=True)
+        seen: list[np.ndarray] = []
+        train_step = model.train_step
+
+        def recording(batch):
+            pixels, labels = batch
+            seen.append(np.asarray(labels))
+            return train_step((pixels, tf.zeros((tf.shape(labels)[0], 1))))
+
+        model.train_step = recording
+        model.fit(
+            pipeline,
+            initial_epoch=initial_epoch,
+            epochs=4,
+            callbacks=[EpochSetter(epoch)],
+            shuffle=False,
+            verbose=0,
+        )
+        return [np.concatenate(seen[i : i + 3]) for i in range(0, len(seen), 3)]
+
+    uninterrupted, resumed = fit_and_record(0), fit_and_record(2)
+    assert len(uninterrupted) == 4 and len(resumed) == 2
+    for order in uninterrupted:
+        assert sorted(order) == list(range(count))
+    assert not np.array_equal(uninterrupted[2], uninterrupted[3])
+    np.testing.assert_array_equal(resumed[0], uninterrupted[2])
+    np.testing.assert_array_equal(resumed[1], uninterrupted[3])
 
 
 def test_augmentation_is_reproducible_per_seed_and_new_each_epoch() -> None:
@@ -204,9 +306,9 @@ def test_synthetic_data_is_learnable_by_a_tiny_cnn() -> None:
     model.compile(
         keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
     )
-    model.fit(
-        make_pipeline(data.train, batch_size=32, training=True), epochs=3, shuffle=False, verbose=0
-    )
+    epoch = epoch_variable()
+    train = make_pipeline(data.train, batch_size=32, training=True, epoch=epoch)
+    model.fit(train, epochs=3, callbacks=[EpochSetter(epoch)], shuffle=False, verbose=0)
     test = make_pipeline(data.test, batch_size=256, training=False)
     _, accuracy = model.evaluate(test, verbose=0)
     assert accuracy > 0.7  # chance is 0.1

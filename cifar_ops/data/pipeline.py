@@ -1,10 +1,17 @@
 """`make_pipeline`: a split as a tf.data pipeline of (float32 images in [0, 255], int64 labels).
 
 The uint8 images stay in memory as one tensor (a quarter of the float32 size). The pipeline
-shuffles and batches only indices, so no per-image tf.data element is ever built; a parallel map
-gathers each batch, casts it and augments it as a whole, and prefetch keeps the model from
-waiting on the input. Augmentation draws from a per-batch seed of a `Dataset.random` stream that
-is new each epoch and fixed by the run seed. Models normalise the [0, 255] pixels themselves.
+batches only indices, so no per-image tf.data element is ever built; a parallel map gathers each
+batch, casts it and augments it as a whole, and prefetch keeps the model from waiting on the
+input. Models normalise the [0, 255] pixels themselves.
+
+A training pass is a function of (run seed, epoch) alone: the order is a stateless shuffle keyed
+by the epoch, and each batch augments from the seed (run seed, global step). A run resumed at
+epoch k therefore sees epoch k's order and draws, as an uninterrupted run does. (tf.data's own
+`reshuffle_each_iteration` and `Dataset.random` streams count passes of one pipeline object: a
+resumed process started them over, so its first epoch replayed the previous sitting's first
+epoch image for image, which a wide net memorised: 98.6% training accuracy on augmented batches
+against 93.8% the epoch before.) The device path keys its feed the same way (`data.device`).
 """
 
 from __future__ import annotations
@@ -34,61 +41,60 @@ def make_pipeline(
 ) -> tf.data.Dataset:
     """Batches of one split; shuffle and augmentation only when `training`.
 
-    An alternating flip reads the 0-based epoch from `epoch` (int64), which `EpochSetter` sets
-    as each epoch begins: Keras starts a new pass over the dataset after that, so every batch
-    of the pass sees its own epoch, and a resumed run (Keras's `initial_epoch`) continues the
-    parity.
+    A training pipeline reads its 0-based epoch from `epoch` (int64, `epoch_variable`), which
+    `EpochSetter` sets as each epoch begins: Keras starts a new pass over the dataset after
+    that, so every batch of the pass sees its own epoch, resumed runs (Keras's `initial_epoch`)
+    included. Outside Keras, assign it before each pass.
     """
-    augment = training and is_active(augmentation)
-    if augment:
-        assert augmentation is not None
-        check_augmentation(augmentation, int(split.images.shape[1]))
     images = tf.constant(split.images)
     labels = tf.constant(split.labels)
-    indices = tf.data.Dataset.range(len(split))
-    if training:
-        indices = indices.shuffle(max(1, len(split)), seed=seed, reshuffle_each_iteration=True)
-    batches = indices.batch(batch_size)
 
     def gather(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return tf.cast(tf.gather(images, index), tf.float32), tf.gather(labels, index)
 
+    if not training:
+        batches = tf.data.Dataset.range(len(split)).batch(batch_size)
+        return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    augment = is_active(augmentation)
     if augment:
         assert augmentation is not None
-        seeds = tf.data.Dataset.random(
-            seed=derive_seed(seed, "augment") % 2**31, rerandomize_each_iteration=True
-        ).batch(2)
+        check_augmentation(augmentation, int(split.images.shape[1]))
+    if epoch is None:
+        raise ValueError(
+            "a training pipeline needs the epoch variable (epoch_variable, set by EpochSetter): "
+            "its order and augmentation are keyed by the epoch"
+        )
+    count, counter = len(split), epoch
+    steps = -(-count // batch_size)  # batches a pass, the last one short
+    order_seed = derive_seed(seed, "order") % 2**31
+    augment_seed = derive_seed(seed, "augment") % 2**31
 
-        if augmentation.flip == "alternating":
-            if epoch is None:
-                raise ValueError("an alternating flip needs the epoch variable (EpochSetter)")
-            first = tf.constant(first_flips(len(split), derive_seed(seed, "flip")))
-            counter = epoch
+    def epoch_order(_: tf.Tensor) -> tf.data.Dataset:
+        key = tf.stack([tf.constant(order_seed, tf.int64), counter.read_value()])
+        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
-            def alternating(index, batch_seed) -> tuple[tf.Tensor, tf.Tensor]:
-                pixels, batch_labels = gather(index)
-                flips = alternating_flips(first, index, counter.read_value())
-                return augment_batch(pixels, batch_seed, augmentation, flips), batch_labels
+    batches = tf.data.Dataset.range(1).flat_map(epoch_order).enumerate()
+    if not augment:
+        dataset = batches.map(lambda _, index: gather(index), num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+    assert augmentation is not None
+    alternating = augmentation.flip == "alternating"
+    first = tf.constant(first_flips(count, derive_seed(seed, "flip")) if alternating else [False])
 
-            dataset = tf.data.Dataset.zip(batches, seeds).map(
-                alternating, num_parallel_calls=tf.data.AUTOTUNE
-            )
-        else:
+    def augmented(step: tf.Tensor, index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        pixels, batch_labels = gather(index)
+        now = counter.read_value()
+        batch_seed = tf.stack([tf.constant(augment_seed, tf.int64), now * steps + step])
+        flips = alternating_flips(first, index, now) if alternating else None
+        return augment_batch(pixels, batch_seed, augmentation, flips), batch_labels
 
-            def augmented(index, batch_seed) -> tuple[tf.Tensor, tf.Tensor]:
-                pixels, batch_labels = gather(index)
-                return augment_batch(pixels, batch_seed, augmentation), batch_labels
-
-            dataset = tf.data.Dataset.zip(batches, seeds).map(
-                augmented, num_parallel_calls=tf.data.AUTOTUNE
-            )
-    else:
-        dataset = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = batches.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def epoch_variable(first_epoch: int = 0) -> tf.Variable:
-    """The 0-based epoch an alternating flip reads (`make_pipeline(epoch=...)`)."""
+    """The 0-based epoch a training pipeline reads (`make_pipeline(epoch=...)`)."""
     return tf.Variable(first_epoch, dtype=tf.int64, trainable=False, name="pipeline_epoch")
 
 
