@@ -32,7 +32,7 @@ Plan for the long runs on the 2-core CPU, one row at a time (nothing else traini
 scale bench/RESULTS.md's measured ResNet-20 epoch (100-130 s for 32,000 train + 8,000 validation
 images, float32, seed 004's augmentation) by each net's multiply-adds per image, and halve it for
 bfloat16 configs; simple_cnn is the measured 2.3 min (14 epochs, early-stopped). Early stopping
-can end a row sooner. resnet_wide ran 309 s an epoch with `--set train.mixed_precision=true`;
+can end a row sooner. resnet_wide's Adam reading ran 309 s an epoch in bfloat16 (32,000 images);
 measured rows ran faster than this scaling (vgg10's earlier 50-epoch Adam recipe: 40.5 min
 against 60-75; resnet20's Adam reading of the seed's 60 epochs: 52.2 min, early-stopped at 50).
 Measured minutes are from a CPU with AVX-512 and native bfloat16; on an AVX2-only one float32 is
@@ -49,7 +49,7 @@ Each row runs as `python bench/seed_parity.py --only ROW` (seed budget = the see
 | vgg10 | vgg10.yaml, 30 epochs, bfloat16 | 33.5M | 20-27 (measured 34.2, an upper bound) |
 | resnet20 | resnet20.yaml, the seed's 60 epochs | 40.8M | 110-130 (measured 62.9-65.3) |
 | resnet20_fast | resnet20_fast.yaml, 40 epochs, bfloat16 | 40.8M | 40 (measured 40.1) |
-| resnet_wide | resnet_wide.yaml, seed budget 35 epochs | 360.5M | ~570 (bfloat16: ~180) |
+| resnet_wide | resnet_wide.yaml, 35 epochs (seed budget), bfloat16 | 360.5M | ~220 (Adam: 188) |
 | resnet_wide_fast | resnet_wide_fast.yaml, 20 epochs, bfloat16 | 360.5M | 80 (measured 78.5) |
 
 Seed 001's grid (the search the seed names: 24 points of learning rate, momentum, batch size and
@@ -319,13 +319,23 @@ def points(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * fraction:+.1f}"
 
 
-def table_line(row: Row, result: dict[str, Any] | None) -> list[str]:
-    """One Markdown row: the seed's figure and gap beside this product's measurement."""
+def table_line(
+    row: Row, result: dict[str, Any] | None, stopped: list[dict[str, Any]] | None = None
+) -> list[str]:
+    """One Markdown row: the seed's figure and gap beside this product's measurement; a row with
+    no result whose run was stopped says so (and how to continue it) rather than "not run"."""
     seed_figure = percent(row.figure) + (" (val)" if row.measured_on == "validation" else "")
     seed_gap = "-" if row.seed_gap is None else f"{row.seed_gap:+.1f}"
     head = [row.name, f"`{Path(row.config).name}`", row.seed, seed_figure, seed_gap]
     if row.transfer_sets:
         note = f"{NO_WEIGHTS}; with weights: `{user_command(row, data_sets('.cache/data'))}`"
+        return head + ["-"] * 8 + [note]
+    if result is None and stopped:
+        wall = sum(segment["wall_seconds"] for segment in stopped) / 60
+        note = (
+            f"in progress: stopped after {len(stopped)} sitting(s), {wall:.1f} min so far; "
+            f"continue with --resume {stopped[0]['run_id']}"
+        )
         return head + ["-"] * 8 + [note]
     if result is None:
         return head + ["-"] * 8 + ["not run"]
@@ -344,16 +354,31 @@ def table_line(row: Row, result: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def markdown_table(rows: list[Row], results: dict[str, dict[str, Any]]) -> str:
+def markdown_table(
+    rows: list[Row],
+    results: dict[str, dict[str, Any]],
+    stopped: dict[str, list[dict[str, Any]]] | None = None,
+) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     for row in rows:
-        lines.append("| " + " | ".join(table_line(row, results.get(row.name))) + " |")
+        cells = table_line(row, results.get(row.name), (stopped or {}).get(row.name))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def latest_results(workdir: Path) -> dict[str, dict[str, Any]]:
     """Each row's latest recorded result in this workdir."""
     return {result["row"]: result for result in read_jsonl(workdir / "results.jsonl")}
+
+
+def stopped_runs(workdir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each row's latest stopped run that has no result yet: its segments, oldest first."""
+    finished = {result["run_id"] for result in read_jsonl(workdir / "results.jsonl")}
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for segment in read_jsonl(workdir / "segments.jsonl"):
+        if segment["run_id"] not in finished:
+            by_run.setdefault(segment["run_id"], []).append(segment)
+    return {segments[0]["row"]: segments for segments in by_run.values()}
 
 
 def report_command(workdir: Path, results: dict[str, dict[str, Any]]) -> str | None:
@@ -398,7 +423,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument(
         "--table",
         action="store_true",
-        help="print the table (the --only rows, and every row with a result in --workdir) and the "
+        help="print the table (the --only rows, and every row with a result or a stopped run in "
+        "--workdir) and the "
         "report command, train nothing",
     )
     args = parser.parse_args(argv)
@@ -426,10 +452,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
 
 
 def print_results(rows: list[Row], workdir: Path) -> dict[str, dict[str, Any]]:
-    """The table of `rows` and of every row with a result, then the one-page report command."""
+    """The table of `rows` and of every row with a result or a stopped run, then the one-page
+    report command."""
     results = latest_results(workdir)
-    shown = [row for row in ROWS if row in rows or row.name in results]
-    print(markdown_table(shown, results))
+    stopped = stopped_runs(workdir)
+    shown = [row for row in ROWS if row in rows or row.name in results or row.name in stopped]
+    print(markdown_table(shown, results, stopped))
     command = report_command(workdir, {r.name: results[r.name] for r in shown if r.name in results})
     if command:
         print(f"\nAll parity runs on one page:\n  {command}")

@@ -202,7 +202,7 @@ def test_a_sigterm_to_the_bench_stops_its_training_child(
 
 
 def test_resume_continues_a_stopped_run_and_counts_every_segment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A row longer than one sitting: stopped once, then `--resume RUN_ID` trains the same run
     id to the end; the result adds the segments' wall time and keeps the highest peak memory."""
@@ -214,6 +214,12 @@ def test_resume_continues_a_stopped_run_and_counts_every_segment(
     stop_a_row_with_sigterm(bench, tmp_path, monkeypatch, argv)
     (stopped,) = map(json.loads, (workdir / "segments.jsonl").read_text().splitlines())
     run_id = stopped["run_id"]
+    capsys.readouterr()
+    bench.main(["--table", "--workdir", str(workdir)])
+    _, table = markdown_table(capsys.readouterr().out)
+    assert set(table) == {"simple_cnn"}  # the stopped row is shown, with how to continue it
+    assert "in progress: stopped after 1 sitting(s)" in table["simple_cnn"]
+    assert f"--resume {run_id}" in table["simple_cnn"]
 
     (workdir / "segments.jsonl").write_text(  # a sitting whose bench died unrecorded, by hand
         json.dumps(stopped) + "\n" + json.dumps(stopped | {"peak_rss_mib": None}) + "\n"
@@ -245,3 +251,5 @@ def test_resume_continues_a_stopped_run_and_counts_every_segment(
     assert last_segment > 0
     assert result["peak_rss_mib"] >= stopped["peak_rss_mib"]  # the highest sitting's
     assert result["peak_rss_mib"] > 100  # TensorFlow's child
+    _, table = markdown_table(capsys.readouterr().out)
+    assert "in progress" not in table["simple_cnn"]  # finished: its result replaces the note
