@@ -215,9 +215,10 @@ def test_resume_continues_a_stopped_run_and_counts_every_segment(
     (stopped,) = map(json.loads, (workdir / "segments.jsonl").read_text().splitlines())
     run_id = stopped["run_id"]
     capsys.readouterr()
-    bench.main(["--table", "--workdir", str(workdir)])
+    bench.main(["--table", "--only", "vgg10", "--workdir", str(workdir)])
     _, table = markdown_table(capsys.readouterr().out)
-    assert set(table) == {"simple_cnn"}  # the stopped row is shown, with how to continue it
+    assert set(table) == {"simple_cnn", "vgg10"}  # a stopped row is shown, unasked
+    assert table["vgg10"].rstrip(" |").endswith("not run")
     assert "in progress: stopped after 1 sitting(s)" in table["simple_cnn"]
     assert f"--resume {run_id}" in table["simple_cnn"]
 

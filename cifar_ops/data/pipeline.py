@@ -74,7 +74,12 @@ def make_pipeline(
         order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
-    batches = tf.data.Dataset.range(1).flat_map(epoch_order).enumerate()
+    batches = (
+        tf.data.Dataset.range(1)
+        .flat_map(epoch_order)
+        .apply(tf.data.experimental.assert_cardinality(steps))  # Keras counts an epoch's steps
+        .enumerate()
+    )
     if not augment:
         dataset = batches.map(lambda _, index: gather(index), num_parallel_calls=tf.data.AUTOTUNE)
         return dataset.prefetch(tf.data.AUTOTUNE)
