@@ -82,6 +82,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,7 @@ def run_row(row: Row, sets: list[str], workdir: Path, resume: str | None = None)
         "wall_seconds": round(time.perf_counter() - start, 1),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is KiB on Linux
         "sets": sets,
+        "ended_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if received:  # a stopped row is no result (the table keeps the row's last one), a segment
         append_jsonl(workdir / "segments.jsonl", segment)
@@ -322,25 +324,27 @@ def points(fraction: float | None) -> str:
 def table_line(
     row: Row, result: dict[str, Any] | None, stopped: list[dict[str, Any]] | None = None
 ) -> list[str]:
-    """One Markdown row: the seed's figure and gap beside this product's measurement; a row with
-    no result whose run was stopped says so (and how to continue it) rather than "not run"."""
+    """One Markdown row: the seed's figure and gap beside this product's measurement. A run
+    stopped after the row's last result (a new recipe's, say) is named in the note, with how to
+    continue it, so a row never reads as settled while its newer run is unfinished."""
     seed_figure = percent(row.figure) + (" (val)" if row.measured_on == "validation" else "")
     seed_gap = "-" if row.seed_gap is None else f"{row.seed_gap:+.1f}"
     head = [row.name, f"`{Path(row.config).name}`", row.seed, seed_figure, seed_gap]
     if row.transfer_sets:
         note = f"{NO_WEIGHTS}; with weights: `{user_command(row, data_sets('.cache/data'))}`"
         return head + ["-"] * 8 + [note]
-    if result is None and stopped:
+    progress = None
+    if stopped:
         wall = sum(segment["wall_seconds"] for segment in stopped) / 60
-        note = (
+        progress = (
             f"in progress: stopped after {len(stopped)} sitting(s), {wall:.1f} min so far; "
             f"continue with --resume {stopped[0]['run_id']}"
         )
-        return head + ["-"] * 8 + [note]
     if result is None:
-        return head + ["-"] * 8 + ["not run"]
+        return head + ["-"] * 8 + [progress or "not run"]
     test = result.get("test_accuracy")
     versus = "-" if test is None else f"{100 * (test - row.figure):+.2f}"
+    status = str(result.get("status", ""))
     return head + [
         percent(test),
         percent(result.get("train_accuracy")),
@@ -350,7 +354,7 @@ def table_line(
         str(result.get("epochs", "-")),
         f"{result['wall_seconds'] / 60:.1f} min",
         f"{result['peak_rss_mib']:.0f} MiB",
-        str(result.get("status", "")),
+        status if progress is None else f"{status}; a newer run {progress}",
     ]
 
 
@@ -372,13 +376,21 @@ def latest_results(workdir: Path) -> dict[str, dict[str, Any]]:
 
 
 def stopped_runs(workdir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Each row's latest stopped run that has no result yet: its segments, oldest first."""
-    finished = {result["run_id"] for result in read_jsonl(workdir / "results.jsonl")}
+    """Each row's latest stopped run that has no result and ended after the row's last result
+    (records from before `ended_at` was kept count as older): its segments, oldest first."""
+    results = read_jsonl(workdir / "results.jsonl")
+    finished = {result["run_id"] for result in results}
+    last_result = {result["row"]: result.get("ended_at", "") for result in results}
     by_run: dict[str, list[dict[str, Any]]] = {}
     for segment in read_jsonl(workdir / "segments.jsonl"):
         if segment["run_id"] not in finished:
             by_run.setdefault(segment["run_id"], []).append(segment)
-    return {segments[0]["row"]: segments for segments in by_run.values()}
+    return {
+        segments[0]["row"]: segments
+        for segments in by_run.values()
+        if segments[0]["row"] not in last_result
+        or segments[-1].get("ended_at", "") > last_result[segments[0]["row"]]
+    }
 
 
 def report_command(workdir: Path, results: dict[str, dict[str, Any]]) -> str | None:

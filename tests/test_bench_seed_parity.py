@@ -254,3 +254,37 @@ def test_resume_continues_a_stopped_run_and_counts_every_segment(
     assert result["peak_rss_mib"] > 100  # TensorFlow's child
     _, table = markdown_table(capsys.readouterr().out)
     assert "in progress" not in table["simple_cnn"]  # finished: its result replaces the note
+
+
+def test_a_run_stopped_after_a_rows_result_is_named_beside_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row whose recipe changed keeps its last result, but a newer stopped run must show (the
+    table would otherwise read as settled); an abandoned run older than the result does not."""
+    bench = load_bench("seed_parity")
+    result = {
+        "row": "resnet_wide",
+        "run_id": "a" * 32,
+        "test_accuracy": 0.8486,
+        "wall_seconds": 600.0,
+        "peak_rss_mib": 1895.0,
+        "epochs": 35,
+        "status": "succeeded",
+    }
+    segment = {"row": "resnet_wide", "wall_seconds": 120.0, "peak_rss_mib": 1700.0, "sets": []}
+    bench.append_jsonl(tmp_path / "results.jsonl", result | {"ended_at": "2026-12-04T22:00:00"})
+    bench.append_jsonl(  # abandoned before the result
+        tmp_path / "segments.jsonl", segment | {"run_id": "b" * 32, "ended_at": "2026-12-01"}
+    )
+    bench.main(["--table", "--only", "resnet_wide", "--workdir", str(tmp_path)])
+    _, table = markdown_table(capsys.readouterr().out)
+    assert "84.86%" in table["resnet_wide"] and "in progress" not in table["resnet_wide"]
+
+    bench.append_jsonl(
+        tmp_path / "segments.jsonl", segment | {"run_id": "c" * 32, "ended_at": "2026-12-07T18:00"}
+    )
+    bench.main(["--table", "--only", "resnet_wide", "--workdir", str(tmp_path)])
+    _, table = markdown_table(capsys.readouterr().out)
+    line = table["resnet_wide"]
+    assert "84.86%" in line and "succeeded; a newer run in progress" in line
+    assert f"--resume {'c' * 32}" in line and "b" * 32 not in line

@@ -41,8 +41,8 @@ def make_pipeline(
 ) -> tf.data.Dataset:
     """Batches of one split; shuffle and augmentation only when `training`.
 
-    A training pipeline reads its 0-based epoch from `epoch` (int64, `epoch_variable`), which
-    `EpochSetter` sets as each epoch begins: Keras starts a new pass over the dataset after
+    A training pipeline requires `epoch` and reads its 0-based epoch from it (`epoch_variable`),
+    which `EpochSetter` sets as each epoch begins: Keras starts a new pass over the dataset after
     that, so every batch of the pass sees its own epoch, resumed runs (Keras's `initial_epoch`)
     included. Outside Keras, assign it before each pass.
     """
@@ -99,8 +99,10 @@ def make_pipeline(
 
 
 def epoch_variable(first_epoch: int = 0) -> tf.Variable:
-    """The 0-based epoch a training pipeline reads (`make_pipeline(epoch=...)`)."""
-    return tf.Variable(first_epoch, dtype=tf.int64, trainable=False, name="pipeline_epoch")
+    """The 0-based epoch a training pipeline reads (`make_pipeline(epoch=...)`). Placed on the
+    CPU, where tf.data runs and reads it for every batch, rather than on an accelerator."""
+    with tf.device("/CPU:0"):
+        return tf.Variable(first_epoch, dtype=tf.int64, trainable=False, name="pipeline_epoch")
 
 
 class EpochSetter(keras.callbacks.Callback):
