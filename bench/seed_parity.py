@@ -32,7 +32,8 @@ Plan for the long runs on the 2-core CPU, one row at a time (nothing else traini
 scale bench/RESULTS.md's measured ResNet-20 epoch (100-130 s for 32,000 train + 8,000 validation
 images, float32, seed 004's augmentation) by each net's multiply-adds per image, and halve it for
 bfloat16 configs; simple_cnn is the measured 2.3 min (14 epochs, early-stopped). Early stopping
-can end a row sooner. resnet_wide's Adam reading ran 309 s an epoch in bfloat16 (32,000 images);
+can end a row sooner. resnet_wide's one-cycle recipe ran 187 s an epoch in bfloat16 (38,000 images,
+batch 128), its Adam reading 309 s (32,000 images, batch 64);
 measured rows ran faster than this scaling (vgg10's earlier 50-epoch Adam recipe: 40.5 min
 against 60-75; resnet20's Adam reading of the seed's 60 epochs: 52.2 min, early-stopped at 50).
 Measured minutes are from a CPU with AVX-512 and native bfloat16; on an AVX2-only one float32 is
@@ -49,7 +50,7 @@ Each row runs as `python bench/seed_parity.py --only ROW` (seed budget = the see
 | vgg10 | vgg10.yaml, 30 epochs, bfloat16 | 33.5M | 20-27 (measured 34.2, an upper bound) |
 | resnet20 | resnet20.yaml, the seed's 60 epochs | 40.8M | 110-130 (measured 62.9-65.3) |
 | resnet20_fast | resnet20_fast.yaml, 40 epochs, bfloat16 | 40.8M | 40 (measured 40.1) |
-| resnet_wide | resnet_wide.yaml, 35 epochs (seed budget), bfloat16 | 360.5M | ~220 (Adam: 188) |
+| resnet_wide | resnet_wide.yaml, 35 epochs (seed budget), bfloat16 | 360.5M | 220 (measured 112; Adam: 188) |
 | resnet_wide_fast | resnet_wide_fast.yaml, 20 epochs, bfloat16 | 360.5M | 80 (measured 78.5) |
 
 Seed 001's grid (the search the seed names: 24 points of learning rate, momentum, batch size and
