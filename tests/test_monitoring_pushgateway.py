@@ -23,6 +23,7 @@ from tests.monitoring_support import (
     pushgateway,
     run_start,
     tiny_fit,
+    wait_until,
 )
 
 
@@ -89,8 +90,10 @@ def test_every_epoch_and_the_end_are_pushed_to_the_runs_group_then_deleted(gatew
     series = 'experiment="push",instance="",job="cifar-ops",model="tiny_dense"'
     assert f'cifar_ops_val_accuracy{{{series},run_id="{start.run_id}"}}' in text
 
-    delete_run_metrics(gateway, start.run_id)
-    assert set(groups(gateway)) == {other.run_id}  # only that run's group went
+    delete_run_metrics(gateway, start.run_id)  # answered 202: the gateway deletes it soon after
+    wait_until(
+        lambda: set(groups(gateway)) == {other.run_id}, timeout=5, what="the run's group deleted"
+    )  # only that run's group went
     delete_run_metrics(gateway, start.run_id)  # deleting a missing group is fine
     bystander.finish("cancelled")
     assert value(groups(gateway)[other.run_id], "cifar_ops_run_status", status="cancelled") == 1
@@ -138,11 +141,17 @@ def test_a_gateway_behind_basic_auth_takes_the_credentials_from_the_environment(
             http_get(f"{gateway}/api/v1/metrics", auth=(GATEWAY_USER, GATEWAY_PASSWORD))
         )["data"]
         assert [group["labels"]["run_id"] for group in data] == [start.run_id]
-        delete_run_metrics(gateway, start.run_id)
-        data = json.loads(
-            http_get(f"{gateway}/api/v1/metrics", auth=(GATEWAY_USER, GATEWAY_PASSWORD))
-        )["data"]
-        assert data == []
+        delete_run_metrics(gateway, start.run_id)  # answered 202, deleted soon after
+        wait_until(
+            lambda: (
+                json.loads(
+                    http_get(f"{gateway}/api/v1/metrics", auth=(GATEWAY_USER, GATEWAY_PASSWORD))
+                )["data"]
+                == []
+            ),
+            timeout=5,
+            what="the run's group deleted",
+        )
 
 
 def test_a_failed_push_names_the_gateway_without_its_password(
