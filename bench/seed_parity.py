@@ -50,7 +50,7 @@ Each row runs as `python bench/seed_parity.py --only ROW` (seed budget = the see
 | vgg10 | vgg10.yaml, 30 epochs, bfloat16 | 33.5M | 20-27 (measured 34.2, an upper bound) |
 | resnet20 | resnet20.yaml, the seed's 60 epochs | 40.8M | 110-130 (measured 62.9-65.3) |
 | resnet20_fast | resnet20_fast.yaml, 40 epochs, bfloat16 | 40.8M | 40 (measured 40.1) |
-| resnet_wide | resnet_wide.yaml, 35 epochs (seed budget), bf16 | 360.5M | 220 (measured 112) |
+| resnet_wide | resnet_wide.yaml, 35 epochs (seed budget), bfloat16 | 360.5M | 220 (measured 112) |
 | resnet_wide_fast | resnet_wide_fast.yaml, 20 epochs, bfloat16 | 360.5M | 80 (measured 78.5) |
 
 Seed 001's grid (the search the seed names: 24 points of learning rate, momentum, batch size and

@@ -137,21 +137,14 @@ def test_a_gateway_behind_basic_auth_takes_the_credentials_from_the_environment(
         monkeypatch.setenv("CIFAR_OPS_PUSHGATEWAY_PASSWORD", GATEWAY_PASSWORD)
         exporter = MetricsCallback.from_config(MonitoringConfig(pushgateway=gateway), start)
         exporter.finish("succeeded")
-        data = json.loads(
-            http_get(f"{gateway}/api/v1/metrics", auth=(GATEWAY_USER, GATEWAY_PASSWORD))
-        )["data"]
-        assert [group["labels"]["run_id"] for group in data] == [start.run_id]
+
+        def pushed() -> list[dict[str, Any]]:
+            auth = (GATEWAY_USER, GATEWAY_PASSWORD)
+            return json.loads(http_get(f"{gateway}/api/v1/metrics", auth=auth))["data"]
+
+        assert [group["labels"]["run_id"] for group in pushed()] == [start.run_id]
         delete_run_metrics(gateway, start.run_id)  # answered 202, deleted soon after
-        wait_until(
-            lambda: (
-                json.loads(
-                    http_get(f"{gateway}/api/v1/metrics", auth=(GATEWAY_USER, GATEWAY_PASSWORD))
-                )["data"]
-                == []
-            ),
-            timeout=5,
-            what="the run's group deleted",
-        )
+        wait_until(lambda: pushed() == [], timeout=5, what="the run's group deleted")
 
 
 def test_a_failed_push_names_the_gateway_without_its_password(
