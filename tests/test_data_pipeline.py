@@ -71,6 +71,25 @@ def test_evaluation_pipeline_keeps_order_and_pixels() -> None:
     assert np.array_equal(np.concatenate(labels), data.test.labels)
 
 
+def test_every_pipeline_runs_without_tf_data_autotuning() -> None:
+    """An autotuned iterator's teardown at an epoch's end could stall the process (see
+    `pipeline.without_autotune`); Keras tears one down after every epoch and validation."""
+    data = load_dataset(SYNTHETIC, seed=0)
+    made = [
+        make_pipeline(data.test, batch_size=32, training=False),
+        make_pipeline(data.train, batch_size=32, training=True, epoch=epoch_variable()),
+        make_pipeline(
+            data.train,
+            batch_size=32,
+            training=True,
+            augmentation=AugmentationConfig(flip=True, crop_padding=2),
+            epoch=epoch_variable(),
+        ),
+    ]
+    for pipeline in made:
+        assert pipeline.options().autotune.enabled is False
+
+
 def test_training_pipeline_shuffles_with_the_seed_and_augments_only_when_asked() -> None:
     data = load_dataset(SYNTHETIC, seed=0)
     plain = [

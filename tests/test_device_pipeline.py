@@ -135,6 +135,80 @@ def test_the_stream_differs_across_steps_and_epochs_and_repeats_across_runs() ->
     np.testing.assert_array_equal(epoch_order(7, 1, 50), epoch_order(7, 1, 50))
 
 
+tensorflow_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="the tf.data feeds are TensorFlow's"
+)
+
+
+class CountingFeed(StepFeed):
+    """A StepFeed that counts the batches read from it in Python."""
+
+    reads = 0
+
+    def __getitem__(self, position: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        CountingFeed.reads += 1
+        return super().__getitem__(position)
+
+
+@tensorflow_only
+def test_the_tf_feed_yields_the_step_feeds_batches_for_the_epoch_each_pass_starts_in() -> None:
+    from cifar_ops.data.device import tf_step_feed
+
+    feed = StepFeed(np.arange(50) % 5, batch_size=16, seed=7)
+    dataset = tf_step_feed(feed)
+    assert int(dataset.cardinality()) == len(feed) == 4  # grouped steps end on the epoch
+    assert dataset.options().autotune.enabled is False  # no autotuner to wait for (see there)
+    for epoch in (0, 1, 3):
+        feed.epoch = epoch  # EpochFeed, before Keras starts the pass
+        got = list(dataset.as_numpy_iterator())
+        want = [feed[k] for k in range(len(feed))]
+        assert len(got) == len(want)
+        for (inputs, labels), (expected, expected_labels) in zip(got, want, strict=True):
+            for key, value in expected.items():
+                assert inputs[key].dtype == value.dtype
+                np.testing.assert_array_equal(inputs[key], value)
+            assert labels.dtype == expected_labels.dtype
+            np.testing.assert_array_equal(labels, expected_labels)
+
+
+@tensorflow_only
+def test_the_trainer_fits_a_step_feed_through_tf_data_to_the_python_feeds_weights() -> None:
+    from cifar_ops.data.device import ArrayBatches
+    from cifar_ops.data.splits import Split
+
+    rng = np.random.default_rng(0)
+    split = Split(rng.integers(0, 256, (40, 8, 8, 3)).astype("uint8"), rng.integers(0, 2, 40))
+
+    def fitted(through_keras_pydataset: bool) -> list[np.ndarray]:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2, "softmax")]
+        )
+        trainer = DeviceTrainer(model, split.images, AugmentationConfig(flip=True), seed=3)
+        trainer.compile("sgd", "sparse_categorical_crossentropy", steps_per_execution=2)
+        feed = CountingFeed(split.labels, batch_size=16, seed=3)
+        fit = keras.Model.fit if through_keras_pydataset else DeviceTrainer.fit
+        history = fit(
+            trainer,
+            feed,
+            validation_data=ArrayBatches(split, 16),
+            epochs=3,
+            callbacks=[EpochFeed(feed)],
+            verbose=0,
+            shuffle=False,  # as the product fits: the feed orders each epoch
+        )
+        assert len(history.history["val_loss"]) == 3
+        return model.get_weights()
+
+    CountingFeed.reads = 0
+    tf_weights = fitted(through_keras_pydataset=False)
+    assert CountingFeed.reads == 0  # no Python call per step
+    python_weights = fitted(through_keras_pydataset=True)
+    assert CountingFeed.reads > 0
+    for ours, theirs in zip(tf_weights, python_weights, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
 def test_the_alternating_flip_mirrors_each_image_on_every_other_epoch() -> None:
     images = np.random.default_rng(1).integers(0, 256, (8, 6, 6, 3)).astype("uint8")
     model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Identity()])

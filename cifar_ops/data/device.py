@@ -98,6 +98,54 @@ class ArrayBatches(keras.utils.PyDataset):
         return self.split.images[part].astype("float32"), self.split.labels[part]
 
 
+def tf_step_feed(feed: StepFeed) -> Any:
+    """The elements of `feed`, made by tf.data on the TensorFlow backend.
+
+    Keras feeds a `PyDataset` through `tf.data.Dataset.from_generator`, a Python call per step
+    and an autotuned pipeline (whose end can stall: `pipeline.without_autotune`). Here the only
+    Python call is one per pass, reading the feed's epoch and order when the pass
+    starts (after `EpochFeed` moved it); each step's slice, step and epoch come from tf.data.
+    """
+    import tensorflow as tf
+
+    from cifar_ops.data.pipeline import without_autotune
+
+    steps, size, count = len(feed), feed.batch_size, len(feed.labels)
+    labels = tf.constant(feed.labels)
+
+    def current_order() -> tuple[np.int32, np.ndarray]:
+        epoch, order = feed._epoch_order()
+        return np.int32(epoch), order.astype("int32")
+
+    def one_pass(_: Any) -> Any:
+        epoch, order = tf.numpy_function(current_order, [], (tf.int32, tf.int32), stateful=True)
+        epoch, order = tf.ensure_shape(epoch, []), tf.ensure_shape(order, [count])
+
+        def element(position: Any) -> Any:
+            position = tf.cast(position, tf.int32)
+            index = order[position * size : (position + 1) * size]
+            filled = tf.ones_like(index)
+            inputs = {"index": index, "step": filled * (epoch * steps + position)}
+            return inputs | {"epoch": filled * epoch}, tf.gather(labels, index)
+
+        return tf.data.Dataset.range(steps).map(element)
+
+    passes = tf.data.Dataset.range(1).flat_map(one_pass)
+    return without_autotune(passes.apply(tf.data.experimental.assert_cardinality(steps)))
+
+
+def tf_array_batches(batches: ArrayBatches) -> Any:
+    """The batches of `batches` (validation, in order), made by tf.data on TensorFlow."""
+    import tensorflow as tf
+
+    from cifar_ops.data.pipeline import without_autotune
+
+    split = batches.split
+    pairs = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+    cast = pairs.batch(batches.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return without_autotune(cast)
+
+
 class DeviceTrainer(keras.Model):
     """Trains `model` on batches it gathers from its own copy of the split and augments."""
 
@@ -133,6 +181,15 @@ class DeviceTrainer(keras.Model):
                 flips = ops.not_equal(ops.take(self.flips, index, axis=0) > 0, odd)
             pixels = augment(pixels, seed, self.augmentation, flips)
         return self.inner(pixels, training=training)
+
+    def fit(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """`Model.fit`; on TensorFlow the feeds go in as tf.data datasets (`tf_step_feed`)."""
+        if keras.backend.backend() == "tensorflow":
+            if isinstance(x, StepFeed):
+                x = tf_step_feed(x)
+            if isinstance(kwargs.get("validation_data"), ArrayBatches):
+                kwargs["validation_data"] = tf_array_batches(kwargs["validation_data"])
+        return super().fit(x, *args, **kwargs)
 
     # the trainer's own variables (the split) are never saved: these reach the model itself
     def save(self, *args: Any, **kwargs: Any) -> None:

@@ -3,7 +3,7 @@
 The uint8 images stay in memory as one tensor (a quarter of the float32 size). The pipeline
 batches only indices, so no per-image tf.data element is ever built; a parallel map gathers each
 batch, casts it and augments it as a whole, and prefetch keeps the model from waiting on the
-input. Models normalise the [0, 255] pixels themselves.
+input (autotuning off: see `without_autotune`). Models normalise the [0, 255] pixels themselves.
 
 A training pass is a function of (run seed, epoch) alone: the order is a stateless shuffle keyed
 by the epoch, and each batch augments from the seed (run seed, global step). A run resumed at
@@ -54,7 +54,7 @@ def make_pipeline(
 
     if not training:
         batches = tf.data.Dataset.range(len(split)).batch(batch_size)
-        return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        return without_autotune(batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE))
     augment = is_active(augmentation)
     if augment:
         assert augmentation is not None
@@ -82,7 +82,7 @@ def make_pipeline(
     )
     if not augment:
         dataset = batches.map(lambda _, index: gather(index), num_parallel_calls=tf.data.AUTOTUNE)
-        return dataset.prefetch(tf.data.AUTOTUNE)
+        return without_autotune(dataset)
     assert augmentation is not None
     alternating = augmentation.flip == "alternating"
     first = tf.constant(first_flips(count, derive_seed(seed, "flip")) if alternating else [False])
@@ -94,8 +94,21 @@ def make_pipeline(
         flips = alternating_flips(first, index, now) if alternating else None
         return augment_batch(pixels, batch_seed, augmentation, flips), batch_labels
 
-    dataset = batches.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return without_autotune(batches.map(augmented, num_parallel_calls=tf.data.AUTOTUNE))
+
+
+def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset`, prefetching two batches, with tf.data's autotuning off.
+
+    Keras makes a new iterator for each epoch's pass and each validation. With autotuning on,
+    destroying one waits for the autotuner's thread (`~LogicalThreadWrapper` under
+    `RootDataset::Iterator::~Iterator`): on the 2-core CPU that wait, with every thread of the
+    process asleep, added ~2.5 s to about one epoch in three (bench/RESULTS.md, session 26).
+    Without it, a parallel map's AUTOTUNE runs as many calls at once as there are cores.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(2).with_options(options)
 
 
 def epoch_variable(first_epoch: int = 0) -> tf.Variable:
