@@ -15,7 +15,9 @@ CIFAR-10 JPEG set:
 `--steps-per-execution N` adds `device_grouped`: the device path compiled with N training steps
 per call (`train.steps_per_execution`), so the host's per-step work runs once per group.
 
-Each fit also reports its epoch spread: (slowest - fastest) / median of its timed epochs.
+Each fit also reports its epoch spread: (slowest - fastest) / median of its timed epochs, and the
+same spread of the process's CPU seconds per epoch: a host running slower moves both, a process
+waiting (idle) moves only the first.
 
 The first epoch of each fit is a warm-up (graph tracing) and not counted; a fit's rate is the
 median of its timed epochs. Repeats alternate the order of the two methods. The machine is
@@ -121,15 +123,23 @@ def numpy_batches(
 
 
 class EpochTimer(keras.callbacks.Callback):
+    """Each epoch's wall seconds and the process's CPU seconds in it.
+
+    The CPU seconds tell a host that ran slower (more CPU for the same work) from a process that
+    waited (the same CPU over a longer wall time, as tf.data's autotuner stall did).
+    """
+
     def __init__(self) -> None:
         super().__init__()
         self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._start = time.perf_counter()
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.seconds.append(time.perf_counter() - self._start)
+        self.cpu_seconds.append(time.process_time() - self._cpu_start)
 
 
 def fresh_model() -> keras.Model:
@@ -141,11 +151,12 @@ def fresh_model() -> keras.Model:
 
 def images_per_second(
     method: str, split: Split, batch_size: int, epochs: int, seed: int, group: int = 1
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Median training images/s over the epochs after the first (warm-up: tracing, cache fill).
 
     The median, not the mean: the 2-core machine is shared, and one epoch that another process
-    slowed should not decide the result. Also returns the epochs' spread (see the module doc).
+    slowed should not decide the result. Also returns the epochs' spread (see the module doc) and
+    the same spread of their CPU seconds.
     """
     model = fresh_model()
     timer = EpochTimer()
@@ -184,9 +195,14 @@ def images_per_second(
         )
         setter = EpochSetter(counter)
         model.fit(data, epochs=epochs + 1, callbacks=[setter, timer], verbose=0, shuffle=False)
-    timed = timer.seconds[1:]
+    timed, cpu = timer.seconds[1:], timer.cpu_seconds[1:]
     median = statistics.median(timed)
-    return len(split) / median, (max(timed) - min(timed)) / median
+    return len(split) / median, relative_range(timed), relative_range(cpu)
+
+
+def relative_range(values: list[float]) -> float:
+    """(largest - smallest) / median: an epoch spread."""
+    return (max(values) - min(values)) / statistics.median(values)
 
 
 def input_images_per_second(method: str, split: Split, batch_size: int, seed: int) -> float:
@@ -250,16 +266,18 @@ def machine() -> dict[str, object]:
 
 def measure(
     methods: tuple[str, ...], train: Split, args: argparse.Namespace, loads: list[float]
-) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[float]]]:
-    """Every method's training (and input-alone) rates and epoch spreads, repeats alternating.
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, list[float]]]]:
+    """Every method's training (and input-alone) rates and epoch spreads (of wall and of CPU
+    seconds), repeats alternating.
 
     Appends the load average after each fit to `loads`, for the summary.
     """
     rates: dict[str, dict[str, list[float]]] = {"train": {}, "input": {}}
     spreads: dict[str, list[float]] = {}
+    cpu_spreads: dict[str, list[float]] = {}
     for repeat in range(args.repeats):
         for method in methods if repeat % 2 == 0 else methods[::-1]:
-            rate, spread = images_per_second(
+            rate, wall_spread, cpu_spread = images_per_second(
                 method, train, args.batch_size, args.epochs, repeat, args.steps_per_execution
             )
             measured = {"train": rate}
@@ -267,15 +285,17 @@ def measure(
                 measured["input"] = input_images_per_second(method, train, args.batch_size, repeat)
             for kind, value in measured.items():
                 rates[kind].setdefault(method, []).append(value)
-            spreads.setdefault(method, []).append(spread)
+            spreads.setdefault(method, []).append(wall_spread)
+            cpu_spreads.setdefault(method, []).append(cpu_spread)
             loads.append(os.getloadavg()[0])
             print(
                 f"repeat {repeat + 1}: {method:14s} training {rate:6.0f} images/s "
-                f"(epoch spread {spread:.0%}), input alone {measured.get('input', math.nan):6.0f} "
+                f"(epoch spread {wall_spread:.0%}, of CPU seconds {cpu_spread:.0%}), "
+                f"input alone {measured.get('input', math.nan):6.0f} "
                 f"images/s, load average {loads[-1]:.2f}",
                 flush=True,
             )
-    return rates, spreads
+    return rates, {"wall": spreads, "cpu": cpu_spreads}
 
 
 def positive(text: str) -> int:
@@ -343,9 +363,8 @@ def main() -> None:
             "waited_below_threshold": waited_ok,
         },
     }
-    summary["epoch_spread"] = {
-        m: _spread(spreads[m], 3) | {"max": max(spreads[m])} for m in methods
-    }
+    for key, values in (("epoch_spread", spreads["wall"]), ("epoch_cpu_spread", spreads["cpu"])):
+        summary[key] = {m: _spread(values[m], 3) | {"max": max(values[m])} for m in methods}
     for kind, label in (("train", "training"), ("input", "input alone")):
         summary[kind] = {f"{m}_images_per_s": _spread(v) for m, v in rates[kind].items()}
         for method in (m for m in methods[1:] if m in rates[kind]):
