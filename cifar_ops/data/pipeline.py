@@ -101,10 +101,11 @@ def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """`dataset`, prefetching two batches, with tf.data's autotuning off.
 
     Keras makes a new iterator for each epoch's pass and each validation. With autotuning on,
-    destroying one waits for the autotuner's thread (`~LogicalThreadWrapper` under
-    `RootDataset::Iterator::~Iterator`): on the 2-core CPU that wait, with every thread of the
-    process asleep, added ~2.5 s to about one epoch in three (bench/RESULTS.md, session 26).
-    Without it, a parallel map's AUTOTUNE runs as many calls at once as there are cores.
+    destroying one could wait on a thread of its pool (`~LogicalThreadWrapper` under
+    `RootDataset::Iterator::~Iterator`; the wait is gone with autotuning off): on the 2-core CPU
+    that wait, every thread of the process asleep, added ~2.5 s to about one epoch in three
+    (bench/RESULTS.md, session 26). A parallel map's AUTOTUNE still runs calls on every core
+    (two at once on that CPU, as with autotuning).
     """
     options = tf.data.Options()
     options.autotune.enabled = False
