@@ -135,15 +135,11 @@ def tf_step_feed(feed: StepFeed) -> Any:
 
 
 def tf_array_batches(batches: ArrayBatches) -> Any:
-    """The batches of `batches` (validation, in order), made by tf.data on TensorFlow."""
-    import tensorflow as tf
+    """The batches of `batches` (validation, in order) on TensorFlow: the host path's evaluation
+    pipeline, which makes the same batches in tf.data."""
+    from cifar_ops.data.pipeline import make_pipeline
 
-    from cifar_ops.data.pipeline import without_autotune
-
-    split = batches.split
-    pairs = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
-    cast = pairs.batch(batches.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
-    return without_autotune(cast)
+    return make_pipeline(batches.split, batch_size=batches.batch_size, training=False)
 
 
 class DeviceTrainer(keras.Model):
