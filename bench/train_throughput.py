@@ -273,8 +273,7 @@ def measure(
     Appends the load average after each fit to `loads`, for the summary.
     """
     rates: dict[str, dict[str, list[float]]] = {"train": {}, "input": {}}
-    spreads: dict[str, list[float]] = {}
-    cpu_spreads: dict[str, list[float]] = {}
+    spreads: dict[str, dict[str, list[float]]] = {"wall": {}, "cpu": {}}
     for repeat in range(args.repeats):
         for method in methods if repeat % 2 == 0 else methods[::-1]:
             rate, wall_spread, cpu_spread = images_per_second(
@@ -285,8 +284,8 @@ def measure(
                 measured["input"] = input_images_per_second(method, train, args.batch_size, repeat)
             for kind, value in measured.items():
                 rates[kind].setdefault(method, []).append(value)
-            spreads.setdefault(method, []).append(wall_spread)
-            cpu_spreads.setdefault(method, []).append(cpu_spread)
+            spreads["wall"].setdefault(method, []).append(wall_spread)
+            spreads["cpu"].setdefault(method, []).append(cpu_spread)
             loads.append(os.getloadavg()[0])
             print(
                 f"repeat {repeat + 1}: {method:14s} training {rate:6.0f} images/s "
@@ -295,7 +294,7 @@ def measure(
                 f"images/s, load average {loads[-1]:.2f}",
                 flush=True,
             )
-    return rates, {"wall": spreads, "cpu": cpu_spreads}
+    return rates, spreads
 
 
 def positive(text: str) -> int:
