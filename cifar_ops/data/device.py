@@ -18,7 +18,7 @@ import numpy as np
 from keras import ops
 
 from cifar_ops.config import AugmentationConfig
-from cifar_ops.data.device_augment import augment
+from cifar_ops.data.device_augment import gather_augmented
 from cifar_ops.data.draws import check_augmentation, is_active
 from cifar_ops.data.splits import Split, derive_seed
 
@@ -168,14 +168,15 @@ class DeviceTrainer(keras.Model):
         if not isinstance(inputs, dict):  # evaluation: images already
             return self.inner(inputs, training=training)
         index = inputs["index"]
-        pixels = ops.cast(ops.take(self.images, index, axis=0), "float32")
-        if training and self.active:
-            seed = ops.stack([ops.convert_to_tensor(self.augment_seed, "int32"), inputs["step"][0]])
-            flips = None
-            if self.alternating:
-                odd = ops.equal(ops.mod(inputs["epoch"], 2), 1)
-                flips = ops.not_equal(ops.take(self.flips, index, axis=0) > 0, odd)
-            pixels = augment(pixels, seed, self.augmentation, flips)
+        if not (training and self.active):
+            pixels = ops.cast(ops.take(self.images, index, axis=0), "float32")
+            return self.inner(pixels, training=training)
+        seed = ops.stack([ops.convert_to_tensor(self.augment_seed, "int32"), inputs["step"][0]])
+        flips = None
+        if self.alternating:
+            odd = ops.equal(ops.mod(inputs["epoch"], 2), 1)
+            flips = ops.not_equal(ops.take(self.flips, index, axis=0) > 0, odd)
+        pixels = gather_augmented(self.images, index, seed, self.augmentation, flips)
         return self.inner(pixels, training=training)
 
     def fit(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:

@@ -6,6 +6,8 @@ at the border), reflect pad-and-crop, cutout. Draws come from a stateless genera
 (seed, step), so a step's augmentation depends only on the run seed and the global step number:
 a run repeats, and a resumed run continues the same stream. Works on the TensorFlow and JAX
 backends. The caller may instead say which images to mirror (airbench's alternating flip).
+`gather_augmented` reads a batch from the uint8 split and augments it: without the affine pass,
+flip and pad-and-crop only move pixels, so they become the gather's own index.
 """
 
 from __future__ import annotations
@@ -79,8 +81,7 @@ def augment(images: Any, seed: Any, augmentation: AugmentationConfig, flips: Any
         return (2.0 * draws[:, column] - 1.0) * limit
 
     mirror = flips is not None or aug.flip
-    if flips is None:
-        flips = draws[:, FLIP] < 0.5 if aug.flip else ops.zeros((batch,), "bool")
+    flips = mirrored(draws, aug, flips)
     if has_geometry(aug):
         transforms = affine_transforms(
             symmetric(ANGLE, math.radians(aug.rotation)),
@@ -103,15 +104,70 @@ def augment(images: Any, seed: Any, augmentation: AugmentationConfig, flips: Any
     return images
 
 
+def gather_augmented(
+    images: Any, index: Any, seed: Any, augmentation: AugmentationConfig, flips: Any = None
+) -> Any:
+    """`augment` of the float batch at `index` of the uint8 split `images` (N, H, W, C).
+
+    Without the affine pass, flip and pad-and-crop only move pixels: each output pixel's source
+    row and column (reflected at the edges, mirrored for a flipped image) index one gather from
+    the batch, with no padded copy (~0.7 ms against ~4 ms a 128-batch on a 2-core CPU). Cutout
+    follows. The pixels are those of `augment`, from the same draws.
+    """
+    aug = augmentation
+    pixels = ops.take(images, index, axis=0)
+    if has_geometry(aug):
+        return augment(ops.cast(pixels, "float32"), seed, aug, flips)
+    height, width, channels = (int(d) for d in images.shape[1:])
+    batch = ops.shape(index)[0]
+    draws = stateless_uniform((batch, DRAWS), seed)
+    rows = ops.arange(height, dtype="int32")[None, :]
+    cols = ops.arange(width, dtype="int32")[None, :]
+    if aug.crop_padding:
+        padding = aug.crop_padding  # offsets into the padded image, less the padding
+        top = crop_offsets(draws[:, CROP_ROW], padding) - padding
+        left = crop_offsets(draws[:, CROP_COL], padding) - padding
+        rows = reflected(rows + top[:, None], height)
+        cols = reflected(cols + left[:, None], width)
+    if flips is not None or aug.flip:
+        cols = ops.where(mirrored(draws, aug, flips)[:, None], (width - 1) - cols, cols)
+    image = ops.arange(batch, dtype="int32")[:, None, None]
+    source = (image * height + rows[:, :, None]) * width + cols[:, None, :]
+    pixels = ops.take(ops.reshape(pixels, (-1, channels)), ops.reshape(source, (-1,)), axis=0)
+    pixels = ops.cast(ops.reshape(pixels, (-1, height, width, channels)), "float32")
+    if aug.cutout:
+        pixels = cutout(pixels, draws[:, CUT_Y], draws[:, CUT_X], aug.cutout)
+    return pixels
+
+
+def mirrored(draws: Any, augmentation: AugmentationConfig, flips: Any = None) -> Any:
+    """(B,) bool: the images to mirror: `flips` when given, else the flip draw's, else none."""
+    if flips is not None:
+        return flips
+    if augmentation.flip:
+        return draws[:, FLIP] < 0.5
+    return ops.zeros((ops.shape(draws)[0],), "bool")
+
+
+def crop_offsets(uniforms: Any, padding: int) -> Any:
+    """(B,) int32 crop offsets in [0, 2 x padding] of the padded image, from uniforms in [0, 1)."""
+    choices = 2 * padding + 1
+    return ops.minimum(ops.cast(uniforms * choices, "int32"), choices - 1)
+
+
+def reflected(position: Any, size: int) -> Any:
+    """A position up to `size - 1` outside [0, size) mirrored at the edge pixel, as a reflect
+    padding places it (-1 reads 1, size reads size - 2)."""
+    return (size - 1) - ops.abs((size - 1) - ops.abs(position))
+
+
 def pad_crop(images: Any, rows: Any, cols: Any, padding: int) -> Any:
     """Reflect-pad each image by `padding`; crop it back at offsets from uniforms in [0, 1)."""
     height, width, channels = (int(d) for d in images.shape[1:])
     pad = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
     padded = ops.pad(images, pad, mode="reflect")
     padded_width = width + 2 * padding
-    choices = 2 * padding + 1
-    top = ops.minimum(ops.cast(rows * choices, "int32"), choices - 1)
-    left = ops.minimum(ops.cast(cols * choices, "int32"), choices - 1)
+    top, left = crop_offsets(rows, padding), crop_offsets(cols, padding)
     row = top[:, None, None] + ops.arange(height, dtype="int32")[None, :, None]
     col = left[:, None, None] + ops.arange(width, dtype="int32")[None, None, :]
     flat_index = ops.reshape(row * padded_width + col, (-1, height * width, 1))
