@@ -13,7 +13,13 @@ from scipy import ndimage
 from cifar_ops.checkpoints import RunDirectory
 from cifar_ops.config import AugmentationConfig
 from cifar_ops.data.device import DeviceTrainer, EpochFeed, StepFeed, epoch_order
-from cifar_ops.data.device_augment import augment, gather_augmented, stateless_uniform
+from cifar_ops.data.device_augment import (
+    augment,
+    folds_into_gather,
+    gather_augmented,
+    gather_folded,
+    stateless_uniform,
+)
 from cifar_ops.data.device_rule import DEVICE_BYTES_LIMIT, resolve_pipeline
 from cifar_ops.data.draws import (
     ANGLE,
@@ -117,29 +123,40 @@ def test_the_fused_affine_pass_matches_scipy_bilinear_resampling_with_reflection
         {"crop_padding": 3},
         {"flip": True, "crop_padding": 2, "cutout": 4},
         {"cutout": 3},
-        {"flip": True, "crop_padding": 1, "rotation": 10.0},  # affine: gathered, then `augment`
     ],
 )
 @pytest.mark.parametrize("alternating", [False, True])
-def test_the_gathered_batch_is_the_augmented_batch_of_its_images(
+def test_flip_and_crop_read_through_the_gathers_index_give_the_augmented_batch(
     options: dict[str, object], alternating: bool
 ) -> None:
-    """Flip and crop folded into the gather's index give `augment`'s pixels (itself checked
-    against NumPy above), on images taller than wide so rows and columns cannot swap."""
+    """`gather_folded` gives `augment`'s pixels (themselves checked against NumPy above), on
+    images taller than wide so rows and columns cannot swap; `gather_augmented` too."""
     rng = np.random.default_rng(4)
     split = rng.integers(0, 256, (20, 9, 7, 3)).astype("uint8")
     index = np.array([5, 0, 19, 5, 12, 3, 8, 11], "int32")  # an image twice, as in any batch
     aug = AugmentationConfig(**options)  # type: ignore[arg-type]
     flips = rng.random(len(index)) < 0.5 if alternating else None
-    expected = augment(
-        keras.ops.convert_to_tensor(split[index].astype("float32")), SEED, aug, flips
+    batch = keras.ops.convert_to_tensor(split[index].astype("float32"))
+    expected = keras.ops.convert_to_numpy(augment(batch, SEED, aug, flips))
+    for read in (gather_folded, gather_augmented):
+        pixels = read(keras.ops.convert_to_tensor(split), index, SEED, aug, flips)
+        assert keras.backend.standardize_dtype(pixels.dtype) == "float32"
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(pixels), expected)
+
+
+def test_the_affine_pass_is_gathered_then_resampled_and_never_folded() -> None:
+    split = np.random.default_rng(5).integers(0, 256, (10, 8, 8, 3)).astype("uint8")
+    index = np.array([3, 1, 4, 1], "int32")
+    aug = AugmentationConfig(flip=True, crop_padding=1, rotation=10.0)
+    assert not folds_into_gather(aug)
+    assert folds_into_gather(AugmentationConfig(flip=True, crop_padding=1)) == (
+        keras.backend.backend() == "tensorflow"  # JAX's XLA fuses the padded crop: measured
     )
-    gathered = gather_augmented(keras.ops.convert_to_tensor(split), index, SEED, aug, flips)
-    if aug.rotation:
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(gathered), expected, atol=1e-4)
-    else:
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(gathered), expected)
-    assert keras.backend.standardize_dtype(gathered.dtype) == "float32"
+    expected = augment(keras.ops.convert_to_tensor(split[index].astype("float32")), SEED, aug)
+    pixels = gather_augmented(keras.ops.convert_to_tensor(split), index, SEED, aug)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pixels), expected)
+    with pytest.raises(ValueError, match="use `augment`"):
+        gather_folded(keras.ops.convert_to_tensor(split), index, SEED, aug)
 
 
 def test_the_stream_differs_across_steps_and_epochs_and_repeats_across_runs() -> None:
