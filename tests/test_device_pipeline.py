@@ -130,15 +130,34 @@ def test_flip_and_crop_read_through_the_gathers_index_give_the_augmented_batch(
     options: dict[str, object], alternating: bool
 ) -> None:
     """`gather_folded` gives `augment`'s pixels (themselves checked against NumPy above), on
-    images taller than wide so rows and columns cannot swap; `gather_augmented` too."""
+    images taller than wide so rows and columns cannot swap, with draws that mirror some images
+    and reach both ends of the crop; `gather_augmented` too, and a compiled step whose batch
+    size is unknown when traced (TensorFlow)."""
     rng = np.random.default_rng(4)
     split = rng.integers(0, 256, (20, 9, 7, 3)).astype("uint8")
-    index = np.array([5, 0, 19, 5, 12, 3, 8, 11], "int32")  # an image twice, as in any batch
+    index = rng.integers(0, 20, 64).astype("int32")  # images repeat, as across a run's batches
     aug = AugmentationConfig(**options)  # type: ignore[arg-type]
+    draws = keras.ops.convert_to_numpy(stateless_uniform((len(index), DRAWS), SEED))
+    if aug.flip:
+        assert 0 < (draws[:, FLIP] < 0.5).sum() < len(index)
+    if aug.crop_padding:
+        for column in (CROP_ROW, CROP_COL):
+            choices = 2 * aug.crop_padding + 1
+            offsets = np.minimum((draws[:, column] * choices).astype(int), choices - 1)
+            assert {0, 2 * aug.crop_padding} <= set(offsets.tolist())
     flips = rng.random(len(index)) < 0.5 if alternating else None
     batch = keras.ops.convert_to_tensor(split[index].astype("float32"))
     expected = keras.ops.convert_to_numpy(augment(batch, SEED, aug, flips))
-    for read in (gather_folded, gather_augmented):
+    reads = [gather_folded, gather_augmented]
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(
+            lambda i: gather_folded(tf.constant(split), i, SEED, aug, flips),
+            input_signature=[tf.TensorSpec([None], tf.int32)],
+        )
+        reads.append(lambda _split, i, *_: compiled(i))
+    for read in reads:
         pixels = read(keras.ops.convert_to_tensor(split), index, SEED, aug, flips)
         assert keras.backend.standardize_dtype(pixels.dtype) == "float32"
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(pixels), expected)

@@ -7,7 +7,7 @@ at the border), reflect pad-and-crop, cutout. Draws come from a stateless genera
 a run repeats, and a resumed run continues the same stream. Works on the TensorFlow and JAX
 backends. The caller may instead say which images to mirror (airbench's alternating flip).
 `gather_augmented` reads a batch from the uint8 split and augments it; on TensorFlow, without the
-affine pass, flip and pad-and-crop only move pixels, so they become the gather's own index.
+affine pass, flip and pad-and-crop only move pixels, so they become the index of a second gather.
 """
 
 from __future__ import annotations
@@ -118,14 +118,17 @@ def gather_augmented(
 def gather_folded(
     images: Any, index: Any, seed: Any, augmentation: AugmentationConfig, flips: Any = None
 ) -> Any:
-    """`augment`'s pixels for an augmentation without the affine pass, with flip and
-    pad-and-crop read through one gather's index: each output pixel's source row and column
-    (reflected at the edges, mirrored for a flipped image), with no padded copy. Cutout follows."""
+    """`augment`'s pixels for an augmentation without the affine pass: the batch is gathered,
+    then its pixels are read once more in their augmented places, each output pixel's source
+    row and column (reflected at the edges, mirrored for a flipped image) standing in for the
+    mirrored copy, the padded copy and the crop. Cutout follows."""
     aug = augmentation
+    height, width, channels = (int(d) for d in images.shape[1:])
     if has_geometry(aug):
         raise ValueError("rotation, shifts and zoom resample every pixel: use `augment`")
+    if aug.crop_padding >= min(height, width):  # `reflected` reaches one image size out
+        raise ValueError(f"crop padding {aug.crop_padding} must be below the image size")
     pixels = ops.take(images, index, axis=0)
-    height, width, channels = (int(d) for d in images.shape[1:])
     batch = ops.shape(index)[0]
     draws = stateless_uniform((batch, DRAWS), seed)
     rows = ops.arange(height, dtype="int32")[None, :]
@@ -138,8 +141,12 @@ def gather_folded(
         cols = reflected(cols + left[:, None], width)
     if flips is not None or aug.flip:
         cols = ops.where(mirrored(draws, aug, flips)[:, None], (width - 1) - cols, cols)
-    image = ops.arange(batch, dtype="int32")[:, None, None]
-    source = (image * height + rows[:, :, None]) * width + cols[:, None, :]
+    # batch x height x width passes 2^31 at 8,192 images of 512 px: int64 on TensorFlow, where
+    # training folds (JAX has int64 only in its x64 mode)
+    flat = "int64" if keras.backend.backend() == "tensorflow" else "int32"
+    position = ops.arange(batch, dtype=flat)[:, None, None]
+    rows, cols = ops.cast(rows, flat), ops.cast(cols, flat)
+    source = (position * height + rows[:, :, None]) * width + cols[:, None, :]
     pixels = ops.take(ops.reshape(pixels, (-1, channels)), ops.reshape(source, (-1,)), axis=0)
     pixels = ops.cast(ops.reshape(pixels, (-1, height, width, channels)), "float32")
     if aug.cutout:
@@ -149,9 +156,9 @@ def gather_folded(
 
 def folds_into_gather(augmentation: AugmentationConfig) -> bool:
     """Whether flip and crop are read through the gather's index: on TensorFlow, measured
-    (bench/device_augment.py, 128-batch, 2-core CPU) 0.67 against 3.8 ms op by op and 0.74
-    against 0.86 ms under XLA. Not under JAX, whose XLA fuses the padded crop (0.30 against
-    0.21 ms), nor with rotation, shifts or zoom, whose affine pass resamples every pixel anyway."""
+    (bench/device_augment.py, 128-batch, 2-core CPU) 0.7 against 3.4-4.1 ms op by op and 0.68
+    against 0.82 ms under XLA. Not under JAX, whose XLA fuses the padded crop (0.30-0.32 against
+    0.17-0.21 ms), nor with rotation, shifts or zoom, whose affine pass resamples every pixel."""
     return keras.backend.backend() == "tensorflow" and not has_geometry(augmentation)
 
 
